@@ -1,0 +1,1 @@
+"""routing/: decides. Q&A backend, escalation policy, agent queue. Works on text; knows nothing of audio or HTTP."""

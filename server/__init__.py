@@ -1,0 +1,1 @@
+"""server/: connects people. FastAPI app, websockets, consoles, storage, metrics, the CLI."""

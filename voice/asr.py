@@ -1,0 +1,277 @@
+"""Speech recognition: Whisper base behind one narrow adapter, two engines.
+
+- faster-whisper (CTranslate2; int8 on CPU, float16 on CUDA) — the default, faster on 2 cores (`hotline bench asr`).
+- openai-whisper (PyTorch), its checkpoint converted once from the same weights (voice.models).
+
+Each utterance is encoded ONCE: language detection and decoding share the encoder output. (faster-whisper's own
+`transcribe()` runs the encoder a second time when it has to detect the language; on 2 cores the encoder is most
+of the cost of a short utterance.)
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from voice import language as lang
+from voice.models import WHISPER_MODEL_NAME, openai_whisper_checkpoint, whisper_ct2_dir
+from voice.settings import VoiceSettings
+from voice.types import SAMPLE_RATE, LanguageVerdict, Transcript
+
+log = logging.getLogger(__name__)
+
+MAX_SECONDS = 30.0  # Whisper's window; longer audio is split by the caller (see transcribe_long)
+
+# Hotline vocabulary, given to the decoder as the previous-text prompt in the utterance's language (issue 2:
+# "measure what it changes": `hotline bench asr --vocabulary both`). The Chinese prompt is in Simplified
+# characters, which also nudges Whisper away from Traditional output.
+VOCABULARY = {
+    # Sentences, not term lists: a list prompt ("工作许可、居留许可、…") makes Whisper continue the list on
+    # mixed or unclear speech ("许可、许可、许可…", seen on mixed_asr_example_cn_en.wav).
+    "en": "Hello, this is the Foreign Talent in Shanghai hotline. I have a question about my work permit, "
+    "the residence permit, the single window, or the talent visa.",
+    "zh": "您好，这里是外国人才在上海服务热线。我想咨询工作许可、居留许可和单一窗口，还有薪酬购付汇的问题。",
+}
+
+# Phrases Whisper invents on silence and noise (subtitle credits and sign-offs from its training data). They are
+# only dropped when the model itself doubts there is speech (see _is_hallucination).
+HALLUCINATIONS = (
+    "thank you", "thanks for watching", "thank you for watching", "please subscribe", "subtitles by",
+    "字幕", "请不吝点赞", "订阅", "谢谢观看", "感谢观看", "明镜与点点栏目", "by bwd6",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    text: str
+    avg_logprob: float
+    no_speech_prob: float
+
+
+class Engine(Protocol):
+    """What differs between the two engines: three calls on one encoder output."""
+
+    name: str
+
+    def encode(self, audio: np.ndarray): ...
+
+    def language_probs(self, encoded) -> dict[str, float]: ...
+
+    def decode(self, encoded, *, language: str, prompt: str | None, max_tokens: int, beam_size: int) -> Decoded: ...
+
+
+def _resolve_device(device: str) -> str:
+    if device != "auto":
+        return device
+    try:
+        import ctranslate2
+
+        return "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+    except Exception:
+        return "cpu"
+
+
+class FasterWhisperEngine:
+    name = "faster-whisper"
+
+    def __init__(self, settings: VoiceSettings) -> None:
+        from faster_whisper import WhisperModel
+
+        self.device = _resolve_device(settings.device)
+        self.compute_type = "float16" if self.device == "cuda" else "int8"
+        self._model = WhisperModel(
+            str(whisper_ct2_dir(settings.cache_dir)), device=self.device, compute_type=self.compute_type,
+            cpu_threads=settings.threads, num_workers=1,
+        )
+        self._tokenizers: dict[str, object] = {}
+
+    def _tokenizer(self, language: str):
+        from faster_whisper.tokenizer import Tokenizer
+
+        if language not in self._tokenizers:
+            self._tokenizers[language] = Tokenizer(self._model.hf_tokenizer, True, task="transcribe", language=language)
+        return self._tokenizers[language]
+
+    def encode(self, audio: np.ndarray):
+        from faster_whisper.audio import pad_or_trim
+
+        features = self._model.feature_extractor(audio)
+        return self._model.encode(pad_or_trim(features))
+
+    def language_probs(self, encoded) -> dict[str, float]:
+        pairs = self._model.model.detect_language(encoded)[0]
+        return {token[2:-2]: float(p) for token, p in pairs}
+
+    def decode(self, encoded, *, language: str, prompt: str | None, max_tokens: int, beam_size: int) -> Decoded:
+        from faster_whisper.transcribe import get_suppressed_tokens
+
+        tok = self._tokenizer(language)
+        previous = tok.encode(" " + prompt.strip()) if prompt else []
+        prompt_tokens = self._model.get_prompt(tok, previous, without_timestamps=True)
+        result = self._model.model.generate(
+            encoded, [prompt_tokens], beam_size=beam_size, patience=1.0, length_penalty=1.0,
+            # max_length counts the prompt in CTranslate2 (unlike openai-whisper's sample_len).
+            max_length=min(448, len(prompt_tokens) + max_tokens), return_scores=True, return_no_speech_prob=True,
+            suppress_blank=True, suppress_tokens=get_suppressed_tokens(tok, (-1,)),
+        )[0]
+        tokens = [t for t in result.sequences_ids[0] if t < tok.eot]
+        n = len(tokens)
+        avg_logprob = result.scores[0] * n / (n + 1) if n else -10.0
+        return Decoded(tok.decode(tokens).strip(), float(avg_logprob), float(result.no_speech_prob))
+
+
+class OpenAIWhisperEngine:
+    name = "openai-whisper"
+
+    def __init__(self, settings: VoiceSettings) -> None:
+        import torch
+        import whisper
+
+        self.device = _resolve_device(settings.device)
+        if self.device == "cpu":
+            torch.set_num_threads(settings.threads)
+        self._torch = torch
+        self._whisper = whisper
+        self._model = whisper.load_model(str(openai_whisper_checkpoint(settings.cache_dir)), device=self.device)
+        self._fp16 = self.device == "cuda"
+
+    def encode(self, audio: np.ndarray):
+        w = self._whisper
+        with self._torch.inference_mode():
+            mel = w.log_mel_spectrogram(w.pad_or_trim(self._torch.from_numpy(audio)), n_mels=80).to(self.device)
+            if self._fp16:
+                mel = mel.half()
+            return self._model.embed_audio(mel[None])
+
+    def language_probs(self, encoded) -> dict[str, float]:
+        with self._torch.inference_mode():
+            _, probs = self._whisper.detect_language(self._model, encoded)
+        return {k: float(v) for k, v in probs[0].items()}
+
+    def decode(self, encoded, *, language: str, prompt: str | None, max_tokens: int, beam_size: int) -> Decoded:
+        options = self._whisper.DecodingOptions(
+            task="transcribe", language=language, prompt=prompt, without_timestamps=True, fp16=self._fp16,
+            beam_size=beam_size if beam_size > 1 else None, sample_len=max_tokens,
+        )
+        with self._torch.inference_mode():
+            result = self._whisper.decode(self._model, encoded, options)[0]
+        return Decoded(result.text.strip(), float(result.avg_logprob), float(result.no_speech_prob))
+
+
+ENGINES = {"faster-whisper": FasterWhisperEngine, "openai-whisper": OpenAIWhisperEngine}
+
+
+class Recognizer:
+    """transcribe(audio, language=None) -> Transcript | None. Thread-safe; calls on one model are serialised."""
+
+    def __init__(self, *, engine: Engine, settings: VoiceSettings) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.model = WHISPER_MODEL_NAME
+        # CTranslate2 and PyTorch models are not meant to run two decodes at once on 2 cores; the call service
+        # bounds concurrency with its own pool, this lock only keeps direct users (CLI, tests) safe.
+        self._lock = threading.Lock()
+
+    @property
+    def engine_name(self) -> str:
+        return self.engine.name
+
+    def warm_up(self) -> None:
+        rng = np.random.default_rng(0)
+        self.transcribe((rng.standard_normal(SAMPLE_RATE) * 0.01).astype(np.float32), language="en")
+
+    def detect_language(self, audio: np.ndarray) -> dict[str, float]:
+        with self._lock:
+            return self.engine.language_probs(self.engine.encode(_check(audio)))
+
+    def transcribe(
+        self, audio: np.ndarray, *, language: str | None = None, prompt: str | None = None, start_s: float = 0.0,
+        vocabulary: bool | None = None,
+    ) -> Transcript | None:
+        """One utterance (≤ 30 s). language: "en"/"zh" to force, None to detect. None result = no speech."""
+        audio = _check(audio)
+        duration = len(audio) / SAMPLE_RATE
+        if duration < 0.1 or float(np.sqrt(np.mean(audio**2))) < 1e-4:
+            return None  # digital silence: nothing to hear, and Whisper would invent something
+        use_vocab = self.settings.use_vocabulary_prompt if vocabulary is None else vocabulary
+        t0 = time.perf_counter()
+        with self._lock:
+            encoded = self.engine.encode(audio)
+            if language in lang.SERVED:
+                verdict = LanguageVerdict(label=language, code=language, probability=1.0, source="hint")
+            else:
+                verdict = lang.audio_verdict(
+                    self.engine.language_probs(encoded), other_min_prob=self.settings.other_language_min_prob
+                )
+            decode_lang = verdict.code or "en"
+            if prompt is None and use_vocab and decode_lang in self.settings.vocabulary_languages:
+                prompt = VOCABULARY.get(decode_lang)
+            text_prompt = prompt
+            max_tokens = int(duration * 15) + 24  # bounds runaway repetition on noise
+            decoded = self.engine.decode(
+                encoded, language=decode_lang, prompt=text_prompt, max_tokens=max_tokens,
+                beam_size=self.settings.beam_size,
+            )
+            if text_prompt and _compression_ratio(decoded.text) > 2.4:
+                # Whisper's own fallback signal: a repetition loop. The prompt is the usual cause; decode without it.
+                decoded = self.engine.decode(
+                    encoded, language=decode_lang, prompt=None, max_tokens=max_tokens, beam_size=self.settings.beam_size
+                )
+        elapsed = time.perf_counter() - t0
+        if self._no_speech(decoded):
+            return None
+        text = decoded.text
+        if decode_lang == "zh" or lang.han_ratio(text) > 0.5:
+            text = lang.to_simplified(text)
+        if verdict.source != "hint":
+            verdict = lang.combine(verdict, text)
+        elif verdict.label == "zh":
+            verdict = LanguageVerdict(label="zh", code="zh", probability=1.0, source="hint", mixed=lang.is_mixed(text))
+        return Transcript(
+            text=text, language=verdict, start_s=start_s, end_s=start_s + duration, engine=self.engine.name,
+            model=self.model, recognition_s=elapsed, no_speech_prob=decoded.no_speech_prob,
+            avg_logprob=decoded.avg_logprob,
+        )
+
+    def _no_speech(self, d: Decoded) -> bool:
+        s = self.settings
+        if not d.text.strip() or not any(ch.isalnum() for ch in d.text):
+            return True
+        # Whisper's own rule: probably silence, and the text it produced is not confident either.
+        if d.no_speech_prob > s.no_speech_threshold and d.avg_logprob < s.logprob_threshold:
+            return True
+        return d.no_speech_prob > 0.3 and _is_hallucination(d.text)
+
+
+def _is_hallucination(text: str) -> bool:
+    t = text.lower().strip(" .!。！")
+    return any(t == h or t.startswith(h) and len(t) <= len(h) + 12 for h in HALLUCINATIONS)
+
+
+def _compression_ratio(text: str) -> float:
+    import zlib
+
+    data = text.encode("utf-8")
+    return len(data) / len(zlib.compress(data)) if data else 0.0
+
+
+def _check(audio: np.ndarray) -> np.ndarray:
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.ndim != 1:
+        raise ValueError(f"expected mono audio (1-D), got shape {audio.shape}")
+    if len(audio) > MAX_SECONDS * SAMPLE_RATE:
+        audio = audio[: int(MAX_SECONDS * SAMPLE_RATE)]
+    return audio
+
+
+def build_recognizer(settings: VoiceSettings, *, engine: str | None = None) -> Recognizer:
+    name = engine or settings.engine
+    try:
+        cls = ENGINES[name]
+    except KeyError:
+        raise ValueError(f"unknown engine {name!r}; choose from {', '.join(ENGINES)}") from None
+    return Recognizer(engine=cls(settings), settings=settings)

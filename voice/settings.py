@@ -1,0 +1,48 @@
+"""Settings of the voice layer: validated once, passed in (never a module-level singleton)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+def default_cache_dir() -> Path:
+    # A folder the project owns, beside the code: assembled model files live here (configurable).
+    return Path(__file__).resolve().parent.parent / "var" / "models"
+
+
+class VoiceSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # --- recognition ---
+    engine: Literal["faster-whisper", "openai-whisper"] = "faster-whisper"  # faster: see `hotline bench asr`
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    cache_dir: Path = Field(default_factory=default_cache_dir)
+    threads: int = Field(default=2, ge=1, le=64)
+    beam_size: int = Field(default=1, ge=1, le=10)
+    use_vocabulary_prompt: bool = True  # hotline terms in the initial prompt (see bench asr --vocabulary)
+    # Measured with `hotline bench asr --vocabulary both` (faster-whisper, beam 1): the English prompt lowers WER
+    # 5.0% -> 3.4%; the Chinese prompt raised CER 12.1% -> 15.9% (it swallowed a 1 s clip and looped on mixed
+    # speech), so by default only English utterances are prompted.
+    vocabulary_languages: tuple[str, ...] = ("en",)
+    no_speech_threshold: float = Field(default=0.6, ge=0, le=1)
+    logprob_threshold: float = -1.0
+
+    # --- VAD and endpointing (seconds) ---
+    vad: Literal["silero", "webrtc"] = "silero"
+    vad_threshold: float = Field(default=0.5, gt=0, lt=1)
+    min_speech_s: float = Field(default=0.25, ge=0)  # shorter bursts are noise (clicks, coughs)
+    end_silence_s: float = Field(default=0.6, gt=0)  # silence that ends an utterance
+    speech_pad_s: float = Field(default=0.2, ge=0)  # kept before/after the speech
+    max_utterance_s: float = Field(default=25.0, gt=1, le=30)  # Whisper's window is 30 s
+    partial_interval_s: float = Field(default=0.8, gt=0)  # how often partial hypotheses are computed
+
+    # --- language ---
+    language_switch_min_s: float = Field(default=1.5, ge=0)  # shorter utterances cannot flip the call's language
+    other_language_min_prob: float = Field(default=0.5, ge=0, le=1)
+
+    # --- synthesis ---
+    voice: Literal["neural", "espeak"] = "neural"
+    tts_speed: float = Field(default=1.0, gt=0.5, lt=2.0)
+    tts_cache_size: int = Field(default=512, ge=0)

@@ -1,0 +1,327 @@
+"""Streaming transcription of a call: VAD endpointing, partial hypotheses, final transcripts.
+
+Three pieces, as whisper_streaming separates them:
+- `Endpointer`: pure policy over VAD probabilities; takes `now` (stream seconds), so it is tested on a virtual clock.
+- `HypothesisBuffer`: LocalAgreement-2 — commit the longest common prefix of the last two hypotheses; the committed
+  text never retracts.
+- `StreamingTranscriber`: one per call; `accept()` is cheap (VAD only) and says when a partial or a final is due;
+  `partial()` / `final()` run Whisper and are meant for the recognition pool, off the event loop.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Union
+
+import numpy as np
+
+from voice.asr import Recognizer
+from voice.audio import AudioFormatError, pcm16_to_float
+from voice.language import CallLanguage
+from voice.settings import VoiceSettings
+from voice.types import SAMPLE_RATE, PartialTranscript, SpeechStarted, Transcript
+from voice.vad import Vad, speech_regions
+
+# ---------------------------------------------------------------- endpointing (pure)
+
+
+@dataclass(frozen=True, slots=True)
+class UtteranceStart:
+    at_s: float  # where the speech began (before the confirming windows)
+
+
+@dataclass(frozen=True, slots=True)
+class PartialDue:
+    start_s: float
+    now_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class UtteranceEnd:
+    start_s: float
+    end_s: float  # end of the last voiced window (the trailing silence is not part of it)
+    reason: str  # "silence" | "max_length" | "flush"
+
+
+EndpointEvent = Union[UtteranceStart, PartialDue, UtteranceEnd]
+
+
+@dataclass
+class Endpointer:
+    """Decides, from one VAD probability per window, where utterances start and end."""
+
+    threshold: float = 0.5
+    min_speech_s: float = 0.25
+    end_silence_s: float = 0.6
+    max_utterance_s: float = 25.0
+    partial_interval_s: float = 0.8
+    window_s: float = 0.032
+    # Hysteresis (as Silero's own iterator): once speaking, only clearly lower probabilities count as silence.
+    neg_offset: float = 0.15
+
+    _candidate_start: float | None = field(default=None, init=False)
+    _voiced_s: float = field(default=0.0, init=False)
+    _start: float | None = field(default=None, init=False)
+    _last_voice_end: float = field(default=0.0, init=False)
+    _last_partial: float = field(default=0.0, init=False)
+
+    @classmethod
+    def from_settings(cls, s: VoiceSettings, *, window_s: float) -> "Endpointer":
+        return cls(threshold=s.vad_threshold, min_speech_s=s.min_speech_s, end_silence_s=s.end_silence_s,
+                   max_utterance_s=s.max_utterance_s, partial_interval_s=s.partial_interval_s, window_s=window_s)
+
+    @property
+    def in_speech(self) -> bool:
+        return self._start is not None
+
+    def update(self, prob: float, now: float) -> list[EndpointEvent]:
+        """`prob` is the VAD probability of the window that ENDS at `now` (stream seconds)."""
+        events: list[EndpointEvent] = []
+        win_start = now - self.window_s
+        if self._start is None:
+            if prob >= self.threshold:
+                if self._candidate_start is None:
+                    self._candidate_start, self._voiced_s = win_start, 0.0
+                self._voiced_s += self.window_s
+                if self._voiced_s >= self.min_speech_s:
+                    self._start = self._candidate_start
+                    self._last_voice_end = now
+                    self._last_partial = now
+                    events.append(UtteranceStart(self._start))
+            elif self._candidate_start is not None and now - self._candidate_start > self.min_speech_s * 2:
+                self._candidate_start = None  # a click or a cough, not the start of speech
+            return events
+        if prob >= self.threshold - self.neg_offset:
+            self._last_voice_end = now
+        if now - self._last_voice_end >= self.end_silence_s:
+            events.append(UtteranceEnd(self._start, self._last_voice_end, "silence"))
+            self._reset()
+        elif now - self._start >= self.max_utterance_s:
+            events.append(UtteranceEnd(self._start, now, "max_length"))
+            self._start, self._last_partial, self._last_voice_end = now, now, now  # still speaking
+        elif now - self._last_partial >= self.partial_interval_s:
+            self._last_partial = now
+            events.append(PartialDue(self._start, now))
+        return events
+
+    def flush(self, now: float) -> list[EndpointEvent]:
+        """The stream ended (hang-up): close an open utterance."""
+        if self._start is None:
+            return []
+        ev = UtteranceEnd(self._start, self._last_voice_end, "flush")
+        self._reset()
+        return [ev]
+
+    def _reset(self) -> None:
+        self._start = None
+        self._candidate_start = None
+        self._voiced_s = 0.0
+
+
+# ---------------------------------------------------------------- LocalAgreement-2 (pure)
+
+_TOKEN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]|[^\s\u3400-\u9fff\uf900-\ufaff]+")
+
+
+def _tokens(text: str) -> list[str]:
+    return _TOKEN.findall(text)
+
+
+def _join(tokens: list[str]) -> str:
+    out = ""
+    for tok in tokens:
+        # Spaces only between two Latin words: Chinese characters and punctuation attach directly.
+        if out and tok[0].isascii() and tok[0].isalnum() and out[-1].isascii() and out[-1].isalnum():
+            out += " "
+        out += tok
+    return out
+
+
+@dataclass
+class HypothesisBuffer:
+    """Commits the longest common prefix of the last two hypotheses; never retracts what it committed."""
+
+    committed: list[str] = field(default_factory=list)
+    _previous: list[str] = field(default_factory=list)
+
+    def insert(self, hypothesis: str) -> tuple[str, str]:
+        """Returns (stable, unstable) text after this hypothesis."""
+        new = _tokens(hypothesis)
+        n = len(self.committed)
+        # Only agreement beyond what is committed can grow it; earlier tokens are never rewritten.
+        if new[:n] == self.committed and self._previous[:n] == self.committed:
+            i = n
+            while i < min(len(new), len(self._previous)) and new[i] == self._previous[i]:
+                i += 1
+            self.committed = new[:i]
+        self._previous = new
+        tail = new[len(self.committed):] if new[: len(self.committed)] == self.committed else []
+        return _join(self.committed), _join(tail)
+
+    def reset(self) -> None:
+        self.committed, self._previous = [], []
+
+
+# ---------------------------------------------------------------- the per-call transcriber
+
+
+@dataclass(frozen=True, slots=True)
+class PartialRequest:
+    audio: np.ndarray
+    start_s: float
+    now_s: float
+    utterance: int  # sequence number: a partial for an utterance that has since ended is dropped
+
+
+@dataclass(frozen=True, slots=True)
+class FinalRequest:
+    audio: np.ndarray
+    start_s: float
+    end_s: float
+    reason: str
+    utterance: int
+
+
+StreamEvent = Union[SpeechStarted, PartialRequest, FinalRequest]
+
+MAX_FRAME_BYTES = 64 * 1024
+
+
+class StreamingTranscriber:
+    """One per call. Not thread-safe across accept(); partial()/final() may run in a worker thread."""
+
+    def __init__(self, *, recognizer: Recognizer, vad: Vad, settings: VoiceSettings,
+                 call_language: CallLanguage | None = None) -> None:
+        self.recognizer = recognizer
+        self.vad = vad
+        self.settings = settings
+        self.call_language = call_language or CallLanguage(switch_min_s=settings.language_switch_min_s)
+        self._window = vad.window
+        self.endpointer = Endpointer.from_settings(settings, window_s=self._window / SAMPLE_RATE)
+        self._pending = np.zeros(0, dtype=np.float32)  # samples not yet given to the VAD
+        self._samples = 0  # samples consumed by the VAD so far (the stream clock)
+        # Audio kept for the current utterance (+ pre-roll), with the stream time of its first sample.
+        self._keep = np.zeros(0, dtype=np.float32)
+        self._keep_start = 0.0
+        self._utterance = 0
+        self._hyp = HypothesisBuffer()
+        self._hyp_utterance = -1
+
+    @property
+    def stream_s(self) -> float:
+        return self._samples / SAMPLE_RATE
+
+    def accept(self, pcm16: bytes, now: float | None = None) -> list[StreamEvent]:
+        """Feed caller audio (16 kHz PCM16). Cheap: runs the VAD only. `now` is recorded for partials."""
+        if len(pcm16) > MAX_FRAME_BYTES:
+            raise AudioFormatError(f"frame of {len(pcm16)} bytes is larger than {MAX_FRAME_BYTES}")
+        if not pcm16:
+            return []
+        audio = pcm16_to_float(pcm16)
+        self._pending = np.concatenate([self._pending, audio])
+        events: list[StreamEvent] = []
+        w = self._window
+        while len(self._pending) >= w:
+            window, self._pending = self._pending[:w], self._pending[w:]
+            self._append_keep(window)
+            self._samples += w
+            prob = self.vad.speech_prob(window)
+            for ev in self.endpointer.update(prob, self.stream_s):
+                events.extend(self._on_endpoint(ev))
+        return events
+
+    def flush(self) -> list[StreamEvent]:
+        """The caller hung up or the stream ended: close any open utterance."""
+        events: list[StreamEvent] = []
+        for ev in self.endpointer.flush(self.stream_s):
+            events.extend(self._on_endpoint(ev))
+        return events
+
+    def _append_keep(self, window: np.ndarray) -> None:
+        self._keep = np.concatenate([self._keep, window])
+        if not self.endpointer.in_speech:
+            # Outside speech keep only a pre-roll (padding + the windows that confirm the start).
+            limit = int((self.settings.speech_pad_s + self.settings.min_speech_s * 2 + 0.1) * SAMPLE_RATE)
+            if len(self._keep) > limit:
+                drop = len(self._keep) - limit
+                self._keep = self._keep[drop:]
+                self._keep_start += drop / SAMPLE_RATE
+
+    def _slice(self, start_s: float, end_s: float) -> np.ndarray:
+        pad = self.settings.speech_pad_s
+        a = max(0, int(round((start_s - pad - self._keep_start) * SAMPLE_RATE)))
+        b = min(len(self._keep), int(round((end_s + pad - self._keep_start) * SAMPLE_RATE)))
+        return self._keep[a:b].copy()
+
+    def _on_endpoint(self, ev: EndpointEvent) -> list[StreamEvent]:
+        if isinstance(ev, UtteranceStart):
+            self._utterance += 1
+            return [SpeechStarted(at_s=ev.at_s)]
+        if isinstance(ev, PartialDue):
+            return [PartialRequest(self._slice(ev.start_s, ev.now_s), ev.start_s, ev.now_s, self._utterance)]
+        audio = self._slice(ev.start_s, ev.end_s)
+        req = FinalRequest(audio, max(0.0, ev.start_s - self.settings.speech_pad_s), ev.end_s, ev.reason,
+                           self._utterance)
+        # Drop what this utterance used; keep the tail (it may hold the next utterance's pre-roll).
+        cut = max(0, int(round((ev.end_s - self._keep_start) * SAMPLE_RATE)))
+        self._keep = self._keep[cut:]
+        self._keep_start += cut / SAMPLE_RATE
+        return [req]
+
+    def _language_hint(self) -> str | None:
+        current = self.call_language.current
+        return current.label if current.served and current.source != "hint" else None
+
+    def partial(self, req: PartialRequest) -> PartialTranscript | None:
+        """BLOCKING (Whisper). The stable prefix never retracts within an utterance."""
+        if req.utterance != self._hyp_utterance:
+            self._hyp.reset()
+            self._hyp_utterance = req.utterance
+        # Partials reuse the call's language when it is settled: they are a preview, the final decides again.
+        t = self.recognizer.transcribe(req.audio, language=self._language_hint(), start_s=req.start_s)
+        if t is None:
+            return None
+        stable, unstable = self._hyp.insert(t.text)
+        return PartialTranscript(stable=stable, unstable=unstable, start_s=req.start_s, now_s=req.now_s)
+
+    def final(self, req: FinalRequest) -> Transcript | None:
+        """BLOCKING (Whisper). None when the utterance was noise after all (gated)."""
+        t = self.recognizer.transcribe(req.audio, start_s=req.start_s)
+        if t is None:
+            return None
+        call = self.call_language.observe(t.language, duration_s=req.end_s - req.start_s, text=t.text)
+        if call.label != t.language.label and call.served and t.language.served:
+            # A short, ambiguous utterance ("OK", "好的") does not flip the call: it is heard in the call's language.
+            from dataclasses import replace
+
+            t = replace(t, language=replace(call, source="call"))
+        return t
+
+
+def transcribe_file(recognizer: Recognizer, audio: np.ndarray, *, settings: VoiceSettings, vad: Vad | None = None,
+                    language: str | None = None) -> list[Transcript]:
+    """A whole file: VAD finds speech (none -> no text), chunks of ≤ max_utterance_s are transcribed."""
+    from voice.vad import build_vad
+
+    vad = vad or build_vad(settings)
+    regions = [r for r in speech_regions(vad, audio, threshold=settings.vad_threshold)
+               if r[1] - r[0] >= min(settings.min_speech_s, 0.1)]
+    if not regions or sum(b - a for a, b in regions) < settings.min_speech_s:
+        return []
+    chunks: list[list[float]] = []
+    for a, b in regions:
+        if chunks and b - chunks[-1][0] <= settings.max_utterance_s:
+            chunks[-1][1] = b
+        else:
+            chunks.append([a, b])
+    call = CallLanguage.from_hint(language, switch_min_s=settings.language_switch_min_s)
+    out: list[Transcript] = []
+    pad = settings.speech_pad_s
+    for a, b in chunks:
+        s = max(0.0, a - pad)
+        piece = audio[int(s * SAMPLE_RATE) : int((b + pad) * SAMPLE_RATE)]
+        t = recognizer.transcribe(piece, language=language, start_s=s)
+        if t is not None:
+            call.observe(t.language, duration_s=b - a, text=t.text)
+            out.append(t)
+    return out

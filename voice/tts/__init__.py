@@ -1,0 +1,61 @@
+"""Speaking: text -> 16 kHz PCM16 speech, sentence by sentence, in English and Mandarin.
+
+Two voices behind one narrow adapter (`Synthesizer`): Kokoro-82M, the neural default (voice/tts/kokoro.py), and
+espeak-ng through pyttsx3, the fast fall-back (voice/tts/espeak.py). `build_synthesizer` wraps the chosen voice in
+an LRU cache (voice/tts/cache.py) so fixed prompts and knowledge-base answers are synthesized once.
+
+`synthesize()` blocks (model inference): callers on an event loop run it in an executor. It yields one chunk per
+sentence (long sentences split further), so the first can be played while the next is being synthesized; the final
+chunk has `last=True`. Text with nothing to say (empty, blanks, emoji, a bare URL) yields no chunks.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Protocol, runtime_checkable
+
+from voice.audio import pcm16_to_telephone
+from voice.settings import VoiceSettings
+from voice.tts.textnorm import Language, script_language
+from voice.types import SpeechChunk
+
+__all__ = ["Synthesizer", "build_synthesizer", "build_voice", "to_telephone", "pcm16_of", "script_language"]
+
+
+@runtime_checkable
+class Synthesizer(Protocol):
+    name: str
+
+    def warm_up(self) -> None: ...
+
+    def synthesize(self, text: str, language: Language) -> Iterator[SpeechChunk]: ...
+
+
+def build_voice(settings: VoiceSettings, voice: str | None = None) -> Synthesizer:
+    """The bare voice named by `voice` (default: settings.voice), without the cache."""
+    voice = voice or settings.voice
+    if voice == "neural":
+        from voice.tts.kokoro import KokoroSynthesizer
+
+        return KokoroSynthesizer(settings=settings)
+    if voice == "espeak":
+        from voice.tts.espeak import EspeakSynthesizer
+
+        return EspeakSynthesizer(settings=settings)
+    raise ValueError(f"voice must be 'neural' or 'espeak', not {voice!r}")
+
+
+def build_synthesizer(settings: VoiceSettings, voice: str | None = None) -> Synthesizer:
+    """The synthesizer the settings choose, behind the cache (settings.tts_cache_size entries; 0 disables it)."""
+    from voice.tts.cache import CachedSynthesizer
+
+    return CachedSynthesizer(inner=build_voice(settings, voice), max_entries=settings.tts_cache_size)
+
+
+def to_telephone(chunk: SpeechChunk) -> bytes:
+    """A chunk as the carrier wants it: 8 kHz μ-law."""
+    return pcm16_to_telephone(chunk.pcm16)
+
+
+def pcm16_of(chunks: Iterator[SpeechChunk] | list[SpeechChunk]) -> bytes:
+    """All chunks joined: the whole utterance as 16 kHz PCM16."""
+    return b"".join(c.pcm16 for c in chunks)
