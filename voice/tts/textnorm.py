@@ -43,7 +43,8 @@ def script_language(text: str) -> Language:
     """
     han = len(_HAN_RE.findall(text))
     latin = len(_LATIN_RE.findall(text))
-    return "zh" if han and han * 3 >= latin * 0.5 else ("en" if latin or not han else "zh")
+    # One Han character weighs about as much as a 4-letter English word.
+    return "zh" if han and han * 4 >= latin else "en"
 
 
 def has_speakable(text: str) -> bool:
@@ -169,6 +170,8 @@ _EN_DAY_MONTH_RE = re.compile(
     re.IGNORECASE)
 _TIME_RE = re.compile(_NOT_ALNUM_BEFORE + r"([01]?\d|2[0-3])[:：]([0-5]\d)(?:\s*([AaPp])\.?\s?[Mm](?:\.(?!\s|$))?)?" + _NOT_ALNUM_AFTER)
 _TIME_RANGE_RE = re.compile(_TIME_RE.pattern[:-len(_NOT_ALNUM_AFTER)] + r"\s*[-–~～至到]\s*" + _TIME_RE.pattern[len(_NOT_ALNUM_BEFORE):])
+_HOUR_MERIDIEM_RE = re.compile(_NOT_ALNUM_BEFORE + r"(1[0-2]|0?[1-9])\s*([AaPp])\.?\s?[Mm](?:\.(?!\s|$))?"
+                               + _NOT_ALNUM_AFTER)
 _PERCENT_RE = re.compile(r"(\d+(?:\.\d+)?)\s*[%％]")
 _NUM = r"(\d+(?:\.\d+)?)"
 _CURRENCY_BEFORE_RE = re.compile(r"(US\$|USD|\$|¥|￥|RMB|CNY)\s?" + _NUM, re.IGNORECASE)
@@ -298,6 +301,7 @@ def normalize(text: str, language: Language) -> str:
     text = _TIME_RANGE_RE.sub(lambda m: _time(m[1], m[2], m[3], language) + joiner + _time(m[4], m[5], m[6], language),
                               text)
     text = _TIME_RE.sub(lambda m: _time(m[1], m[2], m[3], language), text)
+    text = _HOUR_MERIDIEM_RE.sub(lambda m: _time(m[1], "00", m[2], language), text)
     text = _PERCENT_RE.sub(
         lambda m: ("百分之" + _number(m[1], "zh")) if language == "zh" else (_number(m[1], "en") + " percent"), text)
     text = _CURRENCY_BEFORE_RE.sub(lambda m: _money(m[2], m[1], language), text)

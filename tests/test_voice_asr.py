@@ -1,0 +1,164 @@
+"""Recognition with the real Whisper base model on real recordings (issue 2, "What it must reach")."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from voice.evaluation import error_counts, error_rate
+from voice.streaming import transcribe_file
+from voice.types import SAMPLE_RATE
+from voice.audio import decode_file
+
+from conftest import espeak_say
+
+pytestmark = pytest.mark.model
+
+
+def _score(recognizer, clips, language):
+    errors = total = 0
+    for clip in clips:
+        t = recognizer.transcribe(decode_file(clip.path))
+        e, n = error_counts(clip.reference, t.text if t else "", language)
+        errors, total = errors + e, total + n
+    return errors / total
+
+
+def test_english_wer_at_most_10_percent(recognizer, manifest):
+    wer = _score(recognizer, [c for c in manifest if c.language == "en"], "en")
+    assert wer <= 0.10, f"English WER {wer:.1%}"
+
+
+def test_mandarin_cer_at_most_18_percent(recognizer, manifest):
+    cer = _score(recognizer, [c for c in manifest if c.language == "zh"], "zh")
+    assert cer <= 0.18, f"Mandarin CER {cer:.1%}"
+
+
+def test_language_of_every_english_and_mandarin_recording_of_a_second_or_more(recognizer, manifest):
+    for clip in manifest:
+        if clip.language not in ("en", "zh", "mixed") or clip.duration_s < 1.0:
+            continue
+        t = recognizer.transcribe(decode_file(clip.path))
+        expected = "en" if clip.language == "en" else "zh"
+        assert t is not None and t.language.label == expected, clip.path.name
+        assert t.language.source in ("audio", "audio+text")
+        assert 0.5 <= t.language.probability <= 1.0
+
+
+def test_mixed_mandarin_stays_mandarin_and_is_marked_mixed(recognizer, manifest):
+    clip = next(c for c in manifest if c.language == "mixed")
+    t = recognizer.transcribe(decode_file(clip.path))
+    assert t.language.label == "zh" and t.language.mixed
+
+
+@pytest.mark.parametrize("code", ["ja", "ru"])
+def test_unserved_languages_in_real_recordings_are_reported_as_other(recognizer, manifest, code):
+    clip = next(c for c in manifest if c.language == f"other:{code}")
+    t = recognizer.transcribe(decode_file(clip.path))
+    assert t.language.label == "other" and t.language.code == code
+
+
+@pytest.mark.parametrize("voice,code,text", [
+    ("ko", "ko", "안녕하세요. 저는 서울에 살고 있고 회사에서 일하고 있습니다. 오늘 날씨가 정말 좋네요."),
+    ("fr", "fr", "Bonjour, je voudrais savoir comment renouveler mon permis de travail à Shanghai, s'il vous plaît."),
+])
+def test_korean_and_french_synthesised_are_reported_as_other(recognizer, tmp_path, voice, code, text):
+    # No real Korean or French recording ships here; espeak-ng speaks them (recordings_fixtures/README.md).
+    # espeak-ng's Korean is poor enough that Whisper base may name another Asian language (it heard "th" once);
+    # what must hold is that it is reported as an unserved language, never forced into English or Chinese.
+    t = recognizer.transcribe(espeak_say(text, voice, tmp_path))
+    assert t is not None and t.language.label == "other" and t.language.code not in ("en", "zh")
+    if code == "fr":
+        assert t.language.code == "fr"
+
+
+def test_chinese_output_is_simplified(recognizer, manifest):
+    for clip in manifest:
+        if clip.language == "zh":
+            t = recognizer.transcribe(decode_file(clip.path))
+            if t is not None:
+                from voice.language import to_simplified
+
+                assert t.text == to_simplified(t.text)
+
+
+def _hum(seconds: float) -> np.ndarray:
+    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    # 50 Hz mains hum with harmonics, as a telephone line picks it up.
+    return (0.2 * np.sin(2 * np.pi * 50 * t) + 0.1 * np.sin(2 * np.pi * 150 * t)
+            + 0.05 * np.sin(2 * np.pi * 250 * t)).astype(np.float32)
+
+
+@pytest.mark.parametrize("kind", ["silence", "white_noise", "hum", "quiet_noise"])
+def test_no_words_from_silence_or_noise(recognizer, voice_settings, kind):
+    rng = np.random.default_rng(1)
+    audio = {
+        "silence": np.zeros(5 * SAMPLE_RATE, dtype=np.float32),
+        "white_noise": (rng.standard_normal(5 * SAMPLE_RATE) * 0.1).astype(np.float32),
+        "hum": _hum(5.0),
+        "quiet_noise": (rng.standard_normal(5 * SAMPLE_RATE) * 0.003).astype(np.float32),
+    }[kind]
+    assert transcribe_file(recognizer, audio, settings=voice_settings) == []
+
+
+@pytest.mark.parametrize("kind", ["white_noise", "hum"])
+def test_recognizer_alone_gates_noise(recognizer, kind):
+    # Even without the VAD in front (a caller could bypass it), noise must not become words.
+    rng = np.random.default_rng(2)
+    audio = (rng.standard_normal(3 * SAMPLE_RATE) * 0.1).astype(np.float32) if kind == "white_noise" else _hum(3.0)
+    t = recognizer.transcribe(audio)
+    assert t is None or not t.text.strip(), t
+
+
+def test_transcript_describes_itself(recognizer, manifest):
+    clip = next(c for c in manifest if c.path.name == "en_jfk.flac")
+    t = recognizer.transcribe(decode_file(clip.path), start_s=2.0)
+    assert t.engine == "faster-whisper" and t.model == "whisper-base"
+    assert t.start_s == 2.0 and t.end_s == pytest.approx(2.0 + clip.duration_s, abs=0.01)
+    assert t.recognition_s > 0 and 0 <= t.no_speech_prob <= 1 and t.avg_logprob <= 0
+
+
+def test_forced_language_is_reported_as_a_hint(recognizer, manifest):
+    clip = next(c for c in manifest if c.language == "zh")
+    t = recognizer.transcribe(decode_file(clip.path), language="zh")
+    assert t.language.label == "zh" and t.language.source == "hint"
+
+
+def test_language_detection_and_decoding_share_one_encoder_pass(voice_settings, manifest):
+    from voice.asr import FasterWhisperEngine, Recognizer
+
+    engine = FasterWhisperEngine(voice_settings)
+    calls = {"encode": 0}
+    real_encode = engine.encode
+
+    def counting_encode(audio):
+        calls["encode"] += 1
+        return real_encode(audio)
+
+    engine.encode = counting_encode
+    rec = Recognizer(engine=engine, settings=voice_settings)
+    t = rec.transcribe(decode_file(next(c for c in manifest if c.language == "zh").path))
+    assert t is not None and t.language.label == "zh" and t.language.source != "hint"
+    assert calls["encode"] == 1
+
+
+def test_both_engines_give_the_same_english_text(recognizer, openai_recognizer, manifest):
+    errors = total = 0
+    for clip in manifest:
+        if clip.language != "en":
+            continue
+        audio = decode_file(clip.path)
+        a, b = recognizer.transcribe(audio, language="en"), openai_recognizer.transcribe(audio, language="en")
+        e, n = error_counts(a.text, b.text, "en")
+        errors, total = errors + e, total + n
+    assert errors / total <= 0.05, f"WER between engines {errors / total:.1%}"
+
+
+def test_bad_input_to_the_recognizer(recognizer):
+    assert recognizer.transcribe(np.zeros(0, dtype=np.float32)) is None
+    assert recognizer.transcribe(np.zeros(800, dtype=np.float32)) is None
+    with pytest.raises(ValueError, match="mono"):
+        recognizer.transcribe(np.zeros((2, 16000), dtype=np.float32))
+    # Longer than Whisper's window: cut to 30 s, not an error.
+    long = np.tile(decode_file(__import__("conftest").FIXTURES / "en_one_two_three.wav"), 14)
+    t = recognizer.transcribe(long)
+    assert t is not None and t.end_s - t.start_s <= 30.0 + 1e-6 and t.language.label == "en"

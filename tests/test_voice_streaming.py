@@ -1,0 +1,180 @@
+"""Endpointing on a virtual clock, LocalAgreement never retracting, and a real call-like stream."""
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+from voice.audio import decode_file, float_to_pcm16, frames
+from voice.language import CallLanguage, audio_verdict, combine, is_ambiguous
+from voice.streaming import (
+    Endpointer, FinalRequest, HypothesisBuffer, PartialDue, PartialRequest, StreamingTranscriber, UtteranceEnd,
+    UtteranceStart,
+)
+from voice.types import LanguageVerdict, SpeechStarted
+
+from conftest import FIXTURES
+
+W = 0.032
+
+
+def drive(ep: Endpointer, probs: list[float], t0: float = 0.0):
+    events, now = [], t0
+    for p in probs:
+        now += W
+        events += [(round(now, 3), e) for e in ep.update(p, now)]
+    return events, now
+
+
+def test_endpointer_start_end_and_trailing_silence_on_a_virtual_clock():
+    ep = Endpointer(min_speech_s=0.25, end_silence_s=0.6, partial_interval_s=10)
+    events, now = drive(ep, [0.0] * 10 + [0.9] * 40 + [0.05] * 30)
+    kinds = [type(e).__name__ for _, e in events]
+    assert kinds == ["UtteranceStart", "UtteranceEnd"]
+    start, end = events[0][1], events[1][1]
+    assert start.at_s == pytest.approx(10 * W, abs=1e-9)  # the onset, not the moment it was confirmed
+    assert end.end_s == pytest.approx(50 * W, abs=1e-9) and end.reason == "silence"
+    assert events[1][0] == pytest.approx(50 * W + 0.6, abs=W)  # decided after exactly the configured silence
+
+
+def test_short_bursts_are_not_speech_and_brief_pauses_do_not_end_an_utterance():
+    ep = Endpointer(min_speech_s=0.25, end_silence_s=0.6, partial_interval_s=10)
+    clicks = ([0.9] * 3 + [0.0] * 20) * 5  # 96 ms bursts: clicks, coughs
+    events, now = drive(ep, clicks)
+    assert events == []
+    events, _ = drive(ep, [0.9] * 20 + [0.1] * 10 + [0.9] * 20 + [0.0] * 25, now)  # 320 ms pause inside speech
+    assert [type(e) for _, e in events] == [UtteranceStart, UtteranceEnd]
+
+
+def test_partials_are_due_at_the_interval_and_long_speech_is_cut_at_max_length():
+    ep = Endpointer(min_speech_s=0.1, end_silence_s=0.5, partial_interval_s=0.8, max_utterance_s=5.0)
+    events, _ = drive(ep, [0.9] * int(12 / W))
+    gaps, last = [], None
+    for t, e in events:
+        if isinstance(e, PartialDue):
+            if last is not None:
+                gaps.append(t - last)
+            last = t
+        elif isinstance(e, UtteranceEnd):
+            last = None  # a cut starts a new utterance: its first partial comes one interval after the cut
+    assert len(gaps) >= 8 and all(0.8 - 1e-6 <= g <= 0.8 + W + 1e-6 for g in gaps), gaps
+    cuts = [e for _, e in events if isinstance(e, UtteranceEnd)]
+    assert len(cuts) == 2 and all(c.reason == "max_length" and c.end_s - c.start_s <= 5.0 + W for c in cuts)
+    assert ep.flush(12.0)[0].reason == "flush" and ep.flush(12.0) == []
+
+
+def test_hysteresis_keeps_speech_through_a_dip_just_below_threshold():
+    ep = Endpointer(min_speech_s=0.1, end_silence_s=0.3, partial_interval_s=10)
+    events, _ = drive(ep, [0.9] * 10 + [0.4] * 20 + [0.0] * 12)
+    ends = [e for _, e in events if isinstance(e, UtteranceEnd)]
+    assert len(ends) == 1 and ends[0].end_s == pytest.approx(30 * W, abs=1e-9)
+
+
+def test_local_agreement_commits_common_prefix_and_never_retracts():
+    rng = random.Random(3)
+    words = "how do I apply for a work permit in Shanghai please".split()
+    for _ in range(200):
+        buf = HypothesisBuffer()
+        committed_history: list[str] = []
+        for _ in range(8):
+            n = rng.randint(0, len(words))
+            hyp = words[:n]
+            if hyp and rng.random() < 0.4:
+                hyp = hyp[:-1] + [rng.choice(["permeate", "permits", "perm"])]
+            stable, unstable = buf.insert(" ".join(hyp))
+            if committed_history:
+                assert stable.startswith(committed_history[-1])  # never retracts
+            committed_history.append(stable)
+    buf = HypothesisBuffer()
+    assert buf.insert("how do I") == ("", "how do I")
+    assert buf.insert("how do I apply") == ("how do I", "apply")
+    assert buf.insert("how do you apply") == ("how do I", "")  # disagreement cannot rewrite committed words
+    buf2 = HypothesisBuffer()
+    buf2.insert("我想申请工作")
+    assert buf2.insert("我想申请工作许可") == ("我想申请工作", "许可")  # Chinese agrees per character
+
+
+def test_call_language_does_not_flip_on_one_short_ambiguous_utterance():
+    call = CallLanguage(switch_min_s=1.5)
+    zh = LanguageVerdict(label="zh", code="zh", probability=0.97, source="audio+text")
+    en_short = LanguageVerdict(label="en", code="en", probability=0.8, source="audio")
+    assert call.observe(zh, duration_s=3.0, text="我想问一下工作许可").label == "zh"
+    assert call.observe(en_short, duration_s=0.6, text="OK").label == "zh"
+    assert call.observe(en_short, duration_s=2.5, text="OK").label == "zh"  # ambiguous word, however long
+    en_long = LanguageVerdict(label="en", code="en", probability=0.95, source="audio+text")
+    assert call.observe(en_long, duration_s=3.0, text="Actually can we speak English please").label == "en"
+    assert call.observe(zh, duration_s=0.5, text="好的").label == "en"
+    assert is_ambiguous("好的。") and is_ambiguous("OK!") and not is_ambiguous("我想问工作许可")
+
+
+def test_audio_verdict_reports_other_languages_and_restricts_uncertain_ones():
+    assert audio_verdict({"ja": 0.9, "zh": 0.05, "en": 0.05}) == LanguageVerdict("other", "ja", 0.9, "audio")
+    v = audio_verdict({"cy": 0.35, "en": 0.3, "zh": 0.05, "fr": 0.3})
+    assert v.label == "en"  # a weak guess at another language falls back to the likelier served one
+    assert combine(LanguageVerdict("zh", "zh", 0.9, "audio"), "うちの中学は").code == "ja"
+    mixed = combine(LanguageVerdict("zh", "zh", 0.9, "audio"), "我的 work permit 快到期了")
+    assert mixed.label == "zh" and mixed.mixed
+
+
+def _stream(transcriber, audio, tail_s=1.0):
+    pcm = float_to_pcm16(np.concatenate([np.zeros(8000, np.float32), audio, np.zeros(int(tail_s * 16000), np.float32)]))
+    events = []
+    for i, frame in enumerate(frames(pcm)):
+        events += transcriber.accept(frame, now=i * 0.02)
+    return events + transcriber.flush()
+
+
+@pytest.mark.model
+def test_streaming_a_real_recording_gives_partials_that_never_retract_and_finals(recognizer, voice_settings):
+    from voice.vad import SileroVad
+
+    st = StreamingTranscriber(recognizer=recognizer, vad=SileroVad(), settings=voice_settings)
+    events = _stream(st, decode_file(FIXTURES / "zh_funasr_csharp_example_1.wav"))
+    assert isinstance(events[0], SpeechStarted)
+    finals, stable_by_utt = [], {}
+    for ev in events:
+        if isinstance(ev, PartialRequest):
+            p = st.partial(ev)
+            if p is not None:
+                prev = stable_by_utt.get(ev.utterance, "")
+                assert p.stable.startswith(prev)
+                stable_by_utt[ev.utterance] = p.stable
+        elif isinstance(ev, FinalRequest):
+            t = st.final(ev)
+            assert t is not None and t.language.label == "zh"
+            finals.append(t)
+    assert len(finals) >= 2 and any(stable_by_utt.values())
+    assert all(a.end_s <= b.start_s + 0.5 for a, b in zip(finals, finals[1:]))  # times increase
+    text = "".join(t.text for t in finals)
+    assert "正义" in text and "世界" in text
+    assert st.call_language.current.label == "zh"
+
+
+@pytest.mark.model
+def test_streaming_silence_and_noise_give_no_events(recognizer, voice_settings):
+    from voice.vad import SileroVad
+
+    rng = np.random.default_rng(5)
+    for audio in (np.zeros(5 * 16000, np.float32), (rng.standard_normal(5 * 16000) * 0.05).astype(np.float32)):
+        st = StreamingTranscriber(recognizer=recognizer, vad=SileroVad(), settings=voice_settings)
+        events = _stream(st, audio)
+        finals = [st.final(e) for e in events if isinstance(e, FinalRequest)]
+        assert [f for f in finals if f is not None and f.text.strip()] == []
+
+
+def test_bad_frames(voice_settings):
+    from voice.audio import AudioFormatError
+    from voice.vad import SileroVad
+
+    class NoRecognizer:  # accept() must never call the recognizer
+        def transcribe(self, *a, **k):
+            raise AssertionError("accept() ran Whisper")
+
+    st = StreamingTranscriber(recognizer=NoRecognizer(), vad=SileroVad(), settings=voice_settings)
+    assert st.accept(b"") == []
+    with pytest.raises(AudioFormatError):
+        st.accept(b"\x00" * 641)
+    with pytest.raises(AudioFormatError):
+        st.accept(b"\x00" * (128 * 1024))
+    assert st.accept(b"\x00" * 640 * 50) == []  # 1 s of silence in one go is fine
