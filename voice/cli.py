@@ -30,6 +30,10 @@ def add_commands(sub, bench_sub) -> None:
     p.add_argument("-v", "--verbose", action="store_true", help="print every clip's transcript")
     p.set_defaults(func=cmd_bench_asr)
 
+    p = bench_sub.add_parser("vad", help="Silero vs webrtcvad, wideband and 8 kHz telephone audio")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=lambda args: __import__("voice.bench_vad", fromlist=["run"]).run(as_json=args.json))
+
 
 def _voice_settings(args) -> VoiceSettings:
     # The dispatcher (server/cli.py) reads settings once (env + optional file) and hands a loader down, so this
