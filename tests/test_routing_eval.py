@@ -1,0 +1,66 @@
+"""The shipped knowledge base against the shipped labelled evaluation set: the targets of issue 3."""
+from __future__ import annotations
+
+import pytest
+
+from routing.cli import default_eval_path, load_eval, run_eval
+from routing.progress import parse_application_number
+from routing.router import Router
+from routing_helpers import real_settings
+
+
+@pytest.fixture(scope="module")
+def router(tmp_path_factory):
+    r = Router.load(real_settings(tmp_path_factory.mktemp("eval")))
+    yield r
+    r.close()
+
+
+@pytest.fixture(scope="module")
+def report(router):
+    return run_eval(router, load_eval(default_eval_path()))
+
+
+def test_eval_set_is_big_and_balanced():
+    items = load_eval(default_eval_path())
+    assert len(items) >= 150
+    langs = [q["language"] for q in items]
+    assert langs.count("en") >= 0.35 * len(items) and langs.count("zh") >= 0.35 * len(items)
+    assert "mixed" in langs and any(q["topic"] == "human_agent" for q in items)
+
+
+def test_topic_and_route_accuracy(report):
+    assert report["topic_accuracy"] >= 0.92, report["errors"]
+    assert report["route_accuracy"] >= 0.95, report["errors"]
+    for language, figures in report["per_language"].items():
+        assert figures["topic"] >= 0.92, (language, report["errors"])
+
+
+def test_safety_targets(report):
+    assert report["agent_requests_to_agent"] == 1.0
+    assert report["out_of_scope_answered_in_scope"] == 0
+    assert report["language_accuracy"] == 1.0
+
+
+@pytest.mark.parametrize(
+    "text, language",
+    [("WP202611000123", "en"), ("my application number is W P two zero two six one one zero zero zero one two three",
+                                 "en"), ("申请编号是WP二零二六一一零零零一二三", "zh")],
+)
+def test_demo_application_is_read_back(router, text, language):
+    d = router.decide(text, language=language)
+    assert (d.route, d.topic, d.reason, d.language) == ("answer", "work_permit_progress", "application_lookup", language)
+    status = router.store.find(parse_application_number(text))
+    assert status is not None and status.status(language) in d.answer
+
+
+def test_unknown_application_offers_a_person(router):
+    d = router.decide("my application number is WP209912345678", language="en")
+    assert (d.topic, d.reason) == ("work_permit_progress", "application_number_unknown")
+
+
+def test_shipped_kb_never_raises_on_bad_input(router):
+    for text in ["", "x" * 10000, "😀" * 50, "Привет", "<script>alert(1)</script>", "' OR 1=1; --", "\x00"]:
+        for language in ("en", "zh", "other:fr"):
+            d = router.decide(text, language=language)
+            assert d.route in ("answer", "clarify", "agent") and d.answer and d.reason != "internal_error"
