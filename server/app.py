@@ -1,0 +1,182 @@
+"""The FastAPI app: `create_app(settings)` builds one service; nothing is global, tests build several.
+
+Start-up (lifespan): logging, store + migrations, metrics, worker pools, then the models load and warm in a thread
+while `/healthz` already answers; `/readyz` turns 200 only when every model is warm, and the call websockets
+refuse callers (close 1013, try again later) until then.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator, Callable
+
+from fastapi import FastAPI, WebSocket
+from fastapi.responses import JSONResponse, Response
+
+from server.logging import configure_logging
+from server.metrics import Metrics
+from server.queue_service import WaitingList
+from server.session import CallContext, CallSession
+from server.settings import Settings
+from server.store import Store
+from server.transports.connection import Connection
+from server.transports.native import NativeSerializer
+from server.transports.twilio import TwilioSerializer, signature_valid
+from server.wiring import Components, build_pools, load_components
+
+log = logging.getLogger("hotline.app")
+
+CLOSE_TRY_AGAIN = 1013
+CLOSE_GOING_AWAY = 1001
+
+
+def create_app(
+    settings: Settings,
+    *,
+    components: Components | Callable[[Settings], Components] | None = None,
+    configure_logs: bool = True,
+) -> FastAPI:
+    """`components`: ready models (tests pass fakes) or a loader; default: load the real models."""
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if configure_logs:
+            configure_logging(level=settings.log_level, json_lines=settings.log_json, caller_data=settings.log_caller_data)
+        state = app.state
+        state.ready = False
+        state.load_error = None
+        store = Store(url=settings.db_url, echo=settings.db_echo)
+        await store.migrate()
+        closed = await store.close_abandoned(reason="server_restart")
+        if closed:
+            log.warning("calls left open by an earlier process were closed", extra={"count": closed})
+        pools = build_pools(settings, metrics)
+        state.store = store
+        state.context = None
+        state.loader = asyncio.create_task(_load(app, store, pools))
+        try:
+            yield
+        finally:
+            state.ready = False
+            state.loader.cancel()
+            await asyncio.gather(state.loader, return_exceptions=True)
+            context: CallContext | None = state.context
+            if context is not None:
+                # Calls still connected end as dropped/server_shutdown, recorded before the store closes.
+                tasks = [s for s in list(context.sessions.values())]
+                for session in tasks:
+                    session._control_now(_shutdown_end())
+                deadline = time.monotonic() + 5
+                while context.sessions and time.monotonic() < deadline:
+                    await asyncio.sleep(0.05)
+            pools.shutdown()
+            await store.close()
+
+    async def _load(app: FastAPI, store: Store, pools: Any) -> None:
+        t0 = time.perf_counter()
+        try:
+            if components is None:
+                comps = await asyncio.to_thread(load_components, settings)
+            elif callable(components) and not isinstance(components, Components):
+                comps = await asyncio.to_thread(components, settings)
+            else:
+                comps = components
+            await asyncio.to_thread(comps.warm_up)
+        except Exception as exc:  # the service stays up (healthz) and says why it is not ready
+            log.exception("models failed to load")
+            app.state.load_error = f"{type(exc).__name__}: {exc}"[:500]
+            metrics.errors.labels(kind="load").inc()
+            return
+        comps.timings["ready_s"] = round(time.perf_counter() - t0, 3)
+        app.state.context = CallContext(
+            settings=settings, components=comps, pools=pools, store=store, metrics=metrics,
+            queue=WaitingList(metrics=metrics),
+        )
+        app.state.ready = True
+        log.info("ready", extra={"timings": comps.timings})
+        for warm in comps.background_warmups:
+            try:
+                await asyncio.to_thread(warm)
+            except Exception:  # a cache miss later is slower, not wrong
+                log.exception("background warm-up failed")
+
+    app = FastAPI(title="hotline", summary="Bilingual (English / Mandarin) hotline call service", lifespan=lifespan)
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.ready = False
+    app.state.context = None
+
+    try:  # the browser softphone (server/web), when present
+        from server.web.softphone import router as softphone_router
+    except ModuleNotFoundError as exc:
+        if not (exc.name or "").startswith("server.web"):
+            raise
+    else:
+        app.include_router(softphone_router)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        ctx: CallContext | None = app.state.context
+        if not app.state.ready or ctx is None:
+            body = {"status": "error" if app.state.load_error else "loading", "error": app.state.load_error}
+            return JSONResponse(body, status_code=503)
+        return JSONResponse({"status": "ready", "calls": len(ctx.sessions), "timings": ctx.components.timings})
+
+    @app.get("/metrics")
+    async def metrics_endpoint() -> Response:
+        return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    @app.websocket("/ws/call")
+    async def ws_call(websocket: WebSocket) -> None:
+        await _serve_call(websocket, NativeSerializer(max_frame_bytes=settings.max_frame_bytes))
+
+    @app.websocket("/ws/twilio")
+    async def ws_twilio(websocket: WebSocket) -> None:
+        token = settings.twilio_auth_token
+        if token is not None and token.get_secret_value():
+            if not signature_valid(token.get_secret_value(), websocket.headers.get("x-twilio-signature"),
+                                   _signed_urls(websocket, settings.public_url)):
+                metrics.errors.labels(kind="twilio_signature").inc()
+                log.warning("refused a Twilio stream with a bad signature")
+                await websocket.close(code=1008)  # before accept: the upgrade is answered with HTTP 403
+                return
+        await _serve_call(websocket, TwilioSerializer(max_frame_bytes=settings.max_frame_bytes))
+
+    async def _serve_call(websocket: WebSocket, serializer: Any) -> None:
+        ctx: CallContext | None = app.state.context
+        await websocket.accept()
+        if not app.state.ready or ctx is None:
+            await websocket.close(code=CLOSE_TRY_AGAIN, reason="not ready")
+            return
+        connection = Connection(websocket=websocket, serializer=serializer, send_queue_max=settings.send_queue_max,
+                                send_timeout_s=settings.send_timeout_s)
+        session = CallSession(connection=connection, context=ctx)
+        await session.run()
+
+    return app
+
+
+def _shutdown_end() -> Any:
+    from server.session import EndCall
+
+    return EndCall("dropped", "server_shutdown", CLOSE_GOING_AWAY)
+
+
+def _signed_urls(websocket: WebSocket, public_url: str | None) -> list[str]:
+    """The URLs Twilio may have signed: the configured public one first, then what this server sees."""
+    path_qs = websocket.url.path + (f"?{websocket.url.query}" if websocket.url.query else "")
+    urls = []
+    if public_url:
+        base = public_url.rstrip("/").replace("https://", "wss://").replace("http://", "ws://")
+        urls.append(base + path_qs)
+    host = websocket.headers.get("host", websocket.url.netloc)
+    for scheme in ("wss", "ws"):
+        urls.append(f"{scheme}://{host}{path_qs}")
+    return urls

@@ -1,0 +1,52 @@
+"""`hotline serve`: the call service on uvicorn (the README's first command)."""
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from server.settings import Settings
+
+
+def uvicorn_config(app: Any, settings: Settings, **overrides: Any) -> Any:
+    """The uvicorn settings the service needs, shared by `hotline serve` and the end-to-end tests."""
+    import uvicorn
+
+    options: dict[str, Any] = dict(
+        host=settings.host,
+        port=settings.port,
+        ws_max_size=settings.ws_max_message_bytes,  # bigger frames close the connection with 1009
+        ws_ping_interval=20.0,
+        ws_ping_timeout=20.0,
+        log_config=None,  # our JSON logging (server.logging) handles uvicorn's loggers too
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=10,
+    )
+    options.update(overrides)
+    return uvicorn.Config(app, **options)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from server.app import create_app
+
+    overrides: dict[str, Any] = {}
+    if args.host:
+        overrides["host"] = args.host
+    if args.port is not None:
+        overrides["port"] = args.port
+    if args.db:
+        overrides["db_url"] = args.db
+    settings = Settings.load(getattr(args, "config", None), **overrides)
+    server = uvicorn.Server(uvicorn_config(create_app(settings), settings))
+    server.run()
+    return 0
+
+
+def add_commands(sub: Any, bench_sub: Any) -> None:
+    serve = sub.add_parser("serve", help="start the call service (websockets /ws/call and /ws/twilio, /metrics)")
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default 8000)")
+    serve.add_argument("--db", help="database URL: sqlite+aiosqlite:///var/hotline.db (default) or postgresql+asyncpg://...")
+    serve.set_defaults(func=_serve)

@@ -1,0 +1,89 @@
+"""Structured JSON logs with the call id on every line.
+
+`call_id` travels in a context variable: set once when a call starts, every task and worker thread of that call
+inherits it, so no log call has to pass it by hand. Caller data (transcripts, phone numbers, application numbers)
+goes only into the dedicated `caller` field (`log.info("turn", extra={"caller": {...}})`), which is masked unless
+`log_caller_data` is on; message text stays free of it (STYLE habit 11).
+"""
+from __future__ import annotations
+
+import contextvars
+import datetime as dt
+import json
+import logging
+import sys
+from typing import Any
+
+call_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("hotline_call_id", default=None)
+
+_STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime", "taskName"}
+MASK = "***"
+
+
+def mask(value: Any) -> Any:
+    """Keep the shape (keys, lengths) of caller data, never its content."""
+    if isinstance(value, dict):
+        return {k: mask(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [mask(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    return f"{MASK}({len(str(value))})"
+
+
+class CallIdFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not getattr(record, "call_id", None):
+            record.call_id = call_id_var.get()
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    def __init__(self, *, caller_data: bool = False) -> None:
+        super().__init__()
+        self.caller_data = caller_data
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "ts": dt.datetime.fromtimestamp(record.created, dt.timezone.utc).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+            "call_id": getattr(record, "call_id", None),
+        }
+        for key, value in record.__dict__.items():
+            if key in _STANDARD or key in out or key.startswith("_"):
+                continue
+            out[key] = (value if self.caller_data else mask(value)) if key == "caller" else value
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out, ensure_ascii=False, default=str)
+
+
+class PlainFormatter(logging.Formatter):
+    def __init__(self, *, caller_data: bool = False) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s [%(call_id)s] %(message)s")
+        self.caller_data = caller_data
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        caller = getattr(record, "caller", None)
+        if caller is not None:
+            text += f" caller={caller if self.caller_data else mask(caller)}"
+        return text
+
+
+def configure_logging(*, level: str = "INFO", json_lines: bool = True, caller_data: bool = False) -> None:
+    """Route the `hotline`/`server`/`voice`/`routing` loggers and uvicorn's through one formatter on stderr."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(CallIdFilter())
+    handler.setFormatter(JsonFormatter(caller_data=caller_data) if json_lines else PlainFormatter(caller_data=caller_data))
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, "_hotline", False)]:
+        root.removeHandler(old)
+    handler._hotline = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(level)
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logging.getLogger(name).handlers.clear()
+        logging.getLogger(name).propagate = True

@@ -1,0 +1,1 @@
+"""Alembic migrations of the call store (run at start-up by Store.migrate)."""

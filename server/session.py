@@ -1,0 +1,638 @@
+"""One call: a pipeline of small async stages with typed messages between them.
+
+    reader ──AudioIn──► listener (VAD + endpointing, on the loop) ──FinalRequest──► recognizer (pool)
+      │                    │ SpeechStarted / partials                                   │ Transcript
+      │                    ▼                                                            ▼
+      └──control──► control lane (hang-up, barge-in, end)        dialog (router.decide, pool) ──Speak──► speaker
+                                                                                   (synthesis pool, paced frames)
+    timer: no-input re-prompts (NoInputPolicy, pure, takes `now`)
+
+Control messages never wait behind audio: they go to their own queue, handled by one task that can stop the
+speaker at once. Blocking inference (Whisper, TTS, embeddings) runs in the shared bounded pools. Every call ends
+in exactly one final state, recorded with its reason, and every task of the call is cancelled before `run()`
+returns.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal
+
+from server.logging import call_id_var
+from server.messages import (
+    AnswerOut,
+    AudioClear,
+    AudioEnd,
+    AudioIn,
+    AudioOut,
+    AudioStart,
+    CallEnded,
+    CallStarted,
+    DtmfIn,
+    ErrorOut,
+    FinalOut,
+    HangupIn,
+    Ignored,
+    PartialOut,
+    PlaybackMark,
+    ProtocolError,
+    StartCall,
+)
+from server.policy import NoInputPolicy, split_by_language
+from server.pools import Overloaded
+from server.store.recorder import CallRecorder
+from server.transports.connection import Connection, Disconnected
+from voice.streaming import FinalRequest, PartialRequest
+from voice.types import FRAME_SAMPLES, SAMPLE_RATE, SpeechStarted
+
+log = logging.getLogger("hotline.call")
+
+FRAME_BYTES = FRAME_SAMPLES * 2
+FRAME_S = FRAME_SAMPLES / SAMPLE_RATE
+CLOSE_NORMAL, CLOSE_POLICY, CLOSE_INTERNAL = 1000, 1008, 1011
+
+# ------------------------------------------------------------------ messages between the stages
+
+
+@dataclass(frozen=True, slots=True)
+class Utterance:
+    """A final transcript on its way to the dialog stage, with the timings measured so far."""
+
+    transcript: Any  # voice.types.Transcript
+    speech_end_wall: float  # monotonic time at which the caller stopped speaking (estimated from the audio)
+    endpoint_s: float
+    recognition_s: float
+
+
+@dataclass(slots=True)
+class Speak:
+    text: str
+    language: Literal["en", "zh"]
+    kind: str  # prompt | answer
+    seq: int  # the bot turn's number (store seq, `turn` on the wire)
+    interruptible: bool = True
+    decision: Any = None  # routing.router.Decision for answers
+    speech_end_wall: float | None = None  # for the response-time measurement (first segment of an answer)
+    then: str | None = None  # after playing: "hangup" (goodbye) | "queue" (hand over to the agent queue)
+
+
+@dataclass(frozen=True, slots=True)
+class BargeIn:
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class EndCall:
+    state: str
+    reason: str
+    close_code: int = CLOSE_NORMAL
+
+
+Control = BargeIn | EndCall | HangupIn
+
+
+@dataclass
+class CallContext:
+    """What every call shares: settings, models, pools, store, metrics, the agent queue. Built once by the app."""
+
+    settings: Any  # server.settings.Settings
+    components: Any  # server.wiring.Components
+    pools: Any  # server.wiring.Pools
+    store: Any  # server.store.Store
+    metrics: Any  # server.metrics.Metrics
+    queue: Any  # server.queue_service.AgentQueue
+    sessions: dict[str, "CallSession"] = field(default_factory=dict)
+
+
+def _verdict_fields(v: Any) -> dict[str, Any]:
+    return {
+        "language": v.label,
+        "language_code": v.code or "",
+        "language_probability": float(v.probability),
+        "language_source": v.source,
+        "mixed": bool(v.mixed),
+    }
+
+
+class CallSession:
+    def __init__(self, *, connection: Connection, context: CallContext, clock: Callable[[], float] = time.monotonic) -> None:
+        self.conn = connection
+        self.ctx = context
+        self.settings = context.settings
+        self.metrics = context.metrics
+        self.clock = clock
+        self.call_id = uuid.uuid4().hex
+        self.protocol = connection.protocol
+        self.recorder = CallRecorder(store=context.store, call_id=self.call_id, metrics=context.metrics)
+        connection.on_slow_consumer = lambda: self._control_now(EndCall("dropped", "slow_consumer", CLOSE_POLICY))
+
+        s = self.settings
+        self._audio_q: asyncio.Queue[bytes] = asyncio.Queue(maxsize=s.inbound_queue_max)
+        self._finals_q: asyncio.Queue[tuple[Any, float, float]] = asyncio.Queue()
+        self._dialog_q: asyncio.Queue[Utterance] = asyncio.Queue()
+        self._speak_q: asyncio.Queue[Speak] = asyncio.Queue()
+        self._control_q: asyncio.Queue[Control] = asyncio.Queue()
+        self._started = asyncio.Event()
+        self._ended = asyncio.Event()
+        self._end: EndCall | None = None
+        self._start_msg: StartCall | None = None
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._partial_task: asyncio.Task[Any] | None = None
+
+        self.pipeline: Any = None  # server.wiring.CallPipeline, built at start
+        self.language_hint: str | None = None
+        self._audio_s = 0.0  # seconds of caller audio received
+        self._utterance = 0  # increments at every final request: stale partials are dropped
+        self._caller_speaking = False
+        self._busy = 0  # utterances being recognised or answered
+        self._play_task: asyncio.Task[Any] | None = None
+        self._playing: Speak | None = None
+        self._playback_end = 0.0  # when the client will have played everything sent so far
+        self._first_audio_at: float | None = None
+        self._last_seq = -1
+        self._sent_s = 0.0
+        self._queued = False
+        self.no_input = NoInputPolicy(silence_s=s.no_input_s, reprompts=s.no_input_reprompts)
+        self.turns_answered = 0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def run(self) -> None:
+        """Run the call until it ends; always records the final state and leaves nothing running."""
+        call_id_var.set(self.call_id)
+        self.ctx.sessions[self.call_id] = self
+        self.metrics.calls_in_progress.labels(protocol=self.protocol).inc()
+        self.recorder.start()
+        self.recorder.call_started(protocol=self.protocol)
+        self.conn.start()
+        log.info("call connected", extra={"protocol": self.protocol})
+        try:
+            self._spawn(self._reader(), "reader")
+            self._spawn(self._control_lane(), "control")
+            timeout = self.settings.start_timeout_s if self.protocol == "native" else max(10.0, self.settings.start_timeout_s)
+            try:
+                await asyncio.wait_for(self._wait_start_or_end(), timeout)
+            except asyncio.TimeoutError:
+                if self.protocol != "native":
+                    self._control_now(EndCall("error", "no_start_event", CLOSE_POLICY))
+            if self._end is None:
+                await self._begin()
+            await self._ended.wait()
+        except asyncio.CancelledError:  # server shutting down
+            self._finish_reason(EndCall("dropped", "server_shutdown", 1001))
+            raise
+        except Exception as exc:
+            log.exception("call failed")
+            self.metrics.errors.labels(kind="session").inc()
+            self._finish_reason(EndCall("error", f"internal:{type(exc).__name__}", CLOSE_INTERNAL))
+        finally:
+            await asyncio.shield(self._cleanup())
+
+    async def _wait_start_or_end(self) -> None:
+        started = asyncio.ensure_future(self._started.wait())
+        ended = asyncio.ensure_future(self._ended.wait())
+        try:
+            await asyncio.wait({started, ended}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            started.cancel()
+            ended.cancel()
+
+    async def _begin(self) -> None:
+        start = self._start_msg or StartCall()
+        self.language_hint = start.language
+        self.pipeline = self.ctx.components.new_call(language_hint=start.language)
+        fields = {
+            "language_hint": start.language,
+            "caller_id": start.caller_id,
+            "carrier_call_id": start.carrier_call_id,
+            "stream_id": start.stream_id,
+        }
+        self.recorder.update(**{k: v for k, v in fields.items() if v is not None})
+        self.recorder.event("started", {"protocol": self.protocol, "hint": start.language})
+        self._send(CallStarted(call_id=self.call_id, languages=tuple(self.settings.languages)))
+        if self.settings.greeting:
+            order = [start.language] if start.language in self.settings.languages else []
+            order += [lang for lang in self.settings.languages if lang not in order]
+            for lang in order:
+                self._say("greeting", lang)
+        self._spawn(self._listener(), "listener")
+        self._spawn(self._recognizer(), "recognizer")
+        self._spawn(self._dialog(), "dialog")
+        self._spawn(self._speaker(), "speaker")
+        self._spawn(self._timer(), "timer")
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        task = asyncio.create_task(self._guard(coro, name), name=f"{name}-{self.call_id[:8]}")
+        self._tasks.append(task)
+
+    async def _guard(self, coro: Any, name: str) -> None:
+        try:
+            await coro
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("stage failed", extra={"stage": name})
+            self.metrics.errors.labels(kind=f"stage_{name}").inc()
+            self._control_now(EndCall("error", f"{name}:{type(exc).__name__}"[:64], CLOSE_INTERNAL))
+
+    def _finish_reason(self, end: EndCall) -> None:
+        if self._end is None:
+            self._end = end
+        self._ended.set()
+
+    def _control_now(self, message: Control) -> None:
+        """Enter the control lane; an EndCall also wakes run() directly (first ending wins)."""
+        if isinstance(message, EndCall):
+            if self._queued and message.state in ("caller_hangup", "dropped"):
+                # Handed to the agent queue: that is the call's outcome, however the caller left the line.
+                message = EndCall("transferred_to_agent", f"queued_{message.reason}"[:64], message.close_code)
+            self._finish_reason(message)
+            return
+        self._control_q.put_nowait(message)
+
+    async def _cleanup(self) -> None:
+        end = self._end or EndCall("error", "unknown")
+        current = asyncio.current_task()
+        for task in [*self._tasks, self._partial_task, self._play_task]:
+            if task is not None and task is not current and not task.done():
+                task.cancel()
+        await asyncio.gather(*[t for t in [*self._tasks, self._partial_task, self._play_task] if t is not None], return_exceptions=True)
+        if self._queued:
+            self.ctx.queue.leave(self.call_id, reason=end.reason, now=self.clock())
+        self.recorder.end(state=end.state, reason=end.reason)
+        if not self.conn.broken:
+            self.conn.send(CallEnded(state=end.state, reason=end.reason))
+        await self.conn.close(end.close_code)
+        await self.recorder.close()
+        self.metrics.calls_in_progress.labels(protocol=self.protocol).dec()
+        self.metrics.calls.labels(protocol=self.protocol, state=end.state).inc()
+        self.ctx.sessions.pop(self.call_id, None)
+        log.info("call ended", extra={"state": end.state, "reason": end.reason, "turns": self.turns_answered})
+
+    # ------------------------------------------------------------------ output helpers
+
+    def _send(self, message: Any) -> None:
+        self.conn.send(message)  # a full queue reports slow_consumer through the connection's callback
+
+    def _say(self, key: str, language: str, *, interruptible: bool = True, then: str | None = None, **params: Any) -> None:
+        text = self.ctx.components.prompts.text(key, language, **params)
+        self._speak_q.put_nowait(
+            Speak(text=text, language=language, kind="prompt", seq=self.recorder.next_seq(), interruptible=interruptible, then=then)
+        )
+
+    # ------------------------------------------------------------------ stage: reader
+
+    async def _reader(self) -> None:
+        while True:
+            try:
+                messages = await self.conn.receive()
+            except Disconnected:
+                self._control_now(EndCall("dropped", "connection_closed"))
+                return
+            for m in messages:
+                if isinstance(m, AudioIn):
+                    if not self._started.is_set() and self.protocol == "native":
+                        self._started.set()  # audio before call.start: the call starts with defaults
+                    if not self._started.is_set():
+                        continue  # Twilio media before `start` carries no stream id: nothing to answer to
+                    try:
+                        self._audio_q.put_nowait(m.pcm16)
+                    except asyncio.QueueFull:
+                        self.metrics.errors.labels(kind="audio_backlog").inc()
+                elif isinstance(m, StartCall):
+                    if self._started.is_set():
+                        self._protocol_error(ProtocolError("bad_event", "the call has already started"))
+                    else:
+                        self._start_msg = m
+                        self._started.set()
+                elif isinstance(m, HangupIn):
+                    self._control_now(EndCall("caller_hangup", m.reason))
+                elif isinstance(m, DtmfIn):
+                    self.recorder.event("dtmf", {"digit": m.digit})
+                elif isinstance(m, PlaybackMark):
+                    self.recorder.event("mark", {"name": m.name})
+                elif isinstance(m, ProtocolError):
+                    self._protocol_error(m)
+                elif isinstance(m, Ignored):
+                    pass
+
+    def _protocol_error(self, err: ProtocolError) -> None:
+        self.metrics.errors.labels(kind=f"protocol_{err.code}").inc()
+        log.warning("protocol error", extra={"code": err.code, "protocol": self.protocol})
+        self.recorder.event("protocol_error", {"code": err.code})
+        self._send(ErrorOut(code=err.code, message=err.message))
+        if err.close_code is not None:
+            self._control_now(EndCall("error", err.code, err.close_code))
+
+    # ------------------------------------------------------------------ stage: listener (VAD, endpointing)
+
+    async def _listener(self) -> None:
+        transcriber = self.pipeline.transcriber
+        while True:
+            pcm = await self._audio_q.get()
+            now = self.clock()
+            self._audio_s += len(pcm) / 2 / SAMPLE_RATE
+            for event in transcriber.accept(pcm, now):
+                if isinstance(event, SpeechStarted):
+                    self._caller_speaking = True
+                    self.no_input.caller_spoke()
+                    if self._is_playing(now):
+                        self._control_q.put_nowait(BargeIn(at=now))
+                elif isinstance(event, PartialRequest):
+                    self._request_partial(event)
+                elif isinstance(event, FinalRequest):
+                    self._caller_speaking = False
+                    self._utterance += 1
+                    self._busy += 1
+                    # How long after the caller stopped speaking the utterance was closed (end-silence wait).
+                    lag = max(0.0, transcriber.stream_s - event.end_s)
+                    self._finals_q.put_nowait((event, now - lag, lag))
+
+    def _request_partial(self, request: Any) -> None:
+        pool = self.ctx.pools.recognition
+        # Partials are a courtesy: skipped while one is still running, or when no worker is free — a final must
+        # never queue behind partials (measured: with 2 workers on 2 cores a final sharing the CPU with a partial
+        # took ~2.9 s instead of ~1 s).
+        if (self._partial_task is not None and not self._partial_task.done()) or pool.pending >= pool.workers:
+            return
+        self._partial_task = asyncio.create_task(self._partial(request, self._utterance))
+
+    async def _partial(self, request: Any, utterance: int) -> None:
+        try:
+            partial = await self.ctx.pools.recognition.run(self.pipeline.transcriber.partial, request)
+        except Overloaded:
+            return
+        except Exception:
+            log.exception("partial transcript failed")
+            self.metrics.errors.labels(kind="partial").inc()
+            return
+        if partial is not None and utterance == self._utterance and (partial.stable or partial.unstable):
+            self._send(PartialOut(stable=partial.stable, unstable=partial.unstable))
+
+    # ------------------------------------------------------------------ stage: recognizer (finals)
+
+    async def _recognizer(self) -> None:
+        while True:
+            request, speech_end_wall, endpoint_s = await self._finals_q.get()
+            t0 = self.clock()
+            try:
+                transcript = await self.ctx.pools.recognition.run(self.pipeline.transcriber.final, request)
+            except Overloaded:
+                self._busy -= 1
+                self.metrics.errors.labels(kind="recognition_overloaded").inc()
+                self._send(ErrorOut(code="overloaded", message="the recognizer is saturated; please repeat"))
+                continue
+            recognition_s = self.clock() - t0
+            self.metrics.stage_latency.labels(stage="endpointing").observe(endpoint_s)
+            self.metrics.stage_latency.labels(stage="recognition").observe(recognition_s)
+            if transcript is None or not transcript.text.strip():
+                self._busy -= 1  # gated as noise: nothing was said
+                continue
+            self._dialog_q.put_nowait(Utterance(transcript, speech_end_wall, endpoint_s, recognition_s))
+
+    # ------------------------------------------------------------------ stage: dialog (routing)
+
+    def _routing_language(self, verdict: Any) -> str:
+        if verdict.label in ("en", "zh"):
+            return verdict.label
+        if verdict.label == "other" and verdict.code:
+            return f"other:{verdict.code}"
+        current = getattr(getattr(self.pipeline.transcriber, "call_language", None), "current", None)
+        if current is not None and current.label in ("en", "zh"):
+            return current.label
+        return self.language_hint or self.settings.languages[0]
+
+    async def _dialog(self) -> None:
+        while True:
+            utt = await self._dialog_q.get()
+            try:
+                await self._answer(utt)
+            finally:
+                self._busy -= 1
+
+    async def _answer(self, utt: Utterance) -> None:
+        t = utt.transcript
+        v = t.language
+        self._send(FinalOut(text=t.text, language=v.label, language_code=v.code or "", language_probability=v.probability,
+                            language_source=v.source, mixed=v.mixed, start=t.start_s, end=t.end_s))
+        self.recorder.turn(
+            speaker="caller", kind="utterance", text=t.text, **_verdict_fields(v), audio_start_s=t.start_s,
+            audio_end_s=t.end_s, endpoint_s=utt.endpoint_s, recognition_s=utt.recognition_s,
+        )
+        self.metrics.turns.labels(speaker="caller", language=v.label, route="").inc()
+        log.info("caller turn", extra={"language": v.label, "caller": {"text": t.text}})
+        if v.label in ("en", "zh"):
+            self.recorder.update(language=v.label)
+
+        if self._queued:
+            return  # on hold for an agent: heard and stored, not answered by the bot
+        language = self._routing_language(v)
+        router = self.ctx.components.router
+        t0 = self.clock()
+        try:
+            decision = await self.ctx.pools.routing.run(router.decide, t.text, language=language,
+                                                        state=self.pipeline.dialog, now=t0)
+        except Overloaded:
+            self.metrics.errors.labels(kind="routing_overloaded").inc()
+            self._say("repeat", language if language in ("en", "zh") else "en")
+            return
+        routing_s = self.clock() - t0
+        self.metrics.stage_latency.labels(stage="routing").observe(routing_s)
+        self._send(AnswerOut(route=decision.route, topic=decision.topic, text=decision.answer, language=decision.language,
+                             entry_id=decision.entry_id, score=float(decision.score)))
+        self.recorder.event("decision", {"route": decision.route, "topic": decision.topic, "reason": decision.reason,
+                                         "routing_s": round(routing_s, 4), "language": language})
+        segments = split_by_language(decision.answer, decision.language)
+        for i, seg in enumerate(segments):
+            self._speak_q.put_nowait(
+                Speak(text=seg.text, language=seg.language, kind="answer", seq=self.recorder.next_seq(),
+                      decision=(decision, routing_s), speech_end_wall=utt.speech_end_wall if i == 0 else None,
+                      )
+            )
+        self.turns_answered += 1
+        if decision.route == "agent":
+            # Queued at once, while the prompt plays: the caller's wait starts now, and a barge-in on the
+            # prompt cannot lose the place in the queue.
+            self._enter_queue(decision)
+
+    # ------------------------------------------------------------------ stage: speaker (synthesis, paced audio)
+
+    def _is_playing(self, now: float) -> bool:
+        return self._playing is not None or now < self._playback_end
+
+    async def _speaker(self) -> None:
+        while True:
+            item = await self._speak_q.get()
+            self._playing = item
+            self._play_task = asyncio.create_task(self._play(item))
+            try:
+                await self._play_task
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise  # the call is ending
+                continue  # a barge-in cancelled this item; keep serving the queue
+            finally:
+                self._playing = None
+            if item.then == "hangup":
+                await asyncio.sleep(max(0.0, self._playback_end - self.clock()))
+                self._control_now(EndCall("no_input", "no_input"))
+
+    async def _play(self, item: Speak) -> None:
+        synth = self.ctx.components.synthesizer
+        pool = self.ctx.pools.synthesis
+        self._first_audio_at = None
+        self._sent_s = 0.0
+        synthesis_s: float | None = None
+        response_s: float | None = None
+        interrupted = True  # until the last frame is sent
+        self._last_seq = item.seq
+        self._send(AudioStart(turn=item.seq, text=item.text, language=item.language))
+        t0 = self.clock()
+        try:
+            chunks = await pool.run(lambda: iter(synth.synthesize(item.text, item.language)))
+            while True:
+                chunk = await pool.run(next, chunks, None)
+                if chunk is None:
+                    break
+                pcm = chunk.pcm16
+                if getattr(chunk, "sample_rate", SAMPLE_RATE) != SAMPLE_RATE:
+                    pcm = _resample_pcm(pcm, chunk.sample_rate)
+                for start in range(0, len(pcm), FRAME_BYTES):
+                    frame = pcm[start : start + FRAME_BYTES]
+                    await self._pace()
+                    now = self.clock()
+                    if self._first_audio_at is None:
+                        self._first_audio_at = now
+                        synthesis_s = now - t0
+                        self.metrics.stage_latency.labels(stage="synthesis").observe(synthesis_s)
+                        if item.speech_end_wall is not None:
+                            response_s = now - item.speech_end_wall
+                            self.metrics.stage_latency.labels(stage="response").observe(response_s)
+                    self._playback_end = max(self._playback_end, now) + len(frame) / 2 / SAMPLE_RATE
+                    self._sent_s += len(frame) / 2 / SAMPLE_RATE
+                    self._send(AudioOut(pcm16=frame, turn=item.seq))
+            interrupted = False
+            self._send(AudioEnd(turn=item.seq))
+        except Overloaded:
+            interrupted = False
+            self.metrics.errors.labels(kind="synthesis_overloaded").inc()
+            self._send(ErrorOut(code="overloaded", message="speech synthesis is saturated"))
+            self._send(AudioEnd(turn=item.seq))
+        finally:
+            played = self._sent_s
+            if interrupted and self._first_audio_at is not None:
+                played = min(self._sent_s, max(0.0, self.clock() - self._first_audio_at))
+            self._record_bot_turn(item, synthesis_s=synthesis_s, response_s=response_s, played_s=played, interrupted=interrupted)
+
+    async def _pace(self) -> None:
+        # The producer waits while the send queue is half full, so a burst of audio never overflows it; a
+        # client that stops reading is caught by the writer's send timeout instead.
+        limit = self.settings.send_queue_max // 2
+        while self.conn.backlog > limit and not self.conn.broken:
+            await asyncio.sleep(0.01)
+        if not self.settings.pace_audio:
+            await asyncio.sleep(0)  # let the other stages (and calls) run between frames
+            return
+        ahead = self._playback_end - self.clock() - self.settings.playback_lead_s
+        if ahead > 0:
+            await asyncio.sleep(ahead)
+
+    def _record_bot_turn(self, item: Speak, *, synthesis_s: float | None, response_s: float | None, played_s: float, interrupted: bool) -> None:
+        fields: dict[str, Any] = {}
+        route = None
+        if item.decision is not None:
+            decision, routing_s = item.decision
+            route = decision.route
+            fields = {"route": decision.route, "topic": decision.topic, "entry_id": decision.entry_id,
+                      "score": float(decision.score), "decision_reason": str(decision.reason)[:64], "routing_s": routing_s}
+        self.recorder.turn(
+            seq=item.seq, speaker="bot", kind=item.kind, text=item.text, language=item.language,
+            language_code=item.language, language_probability=1.0, language_source="call", mixed=False,
+            synthesis_s=synthesis_s, response_s=response_s, played_s=round(played_s, 3), interrupted=interrupted, **fields,
+        )
+        self.metrics.turns.labels(speaker="bot", language=item.language, route=route or "prompt").inc()
+
+    def _enter_queue(self, decision: Any) -> None:
+        language = decision.other_language and f"other:{decision.other_language}" or decision.language
+        ticket = self.ctx.queue.enqueue(call_id=self.call_id, language=language, topic=decision.topic, now=self.clock())
+        self._queued = True
+        self.no_input.enabled = False  # on hold: silence is expected
+        self.recorder.update(state="queued", queue_language=language, queued_at=_utcnow())
+        self.recorder.event("queued", {"language": language, "topic": decision.topic, "position": ticket.position})
+        log.info("call queued for an agent", extra={"queue_language": language, "position": ticket.position})
+
+    # ------------------------------------------------------------------ control lane
+
+    async def _control_lane(self) -> None:
+        while True:
+            message = await self._control_q.get()
+            if isinstance(message, BargeIn):
+                self._barge_in(message)
+
+    def _barge_in(self, message: BargeIn) -> None:
+        item = self._playing
+        if item is not None and not item.interruptible:
+            return
+        dropped = []
+        while not self._speak_q.empty():  # queued speech of the interrupted answer goes too
+            pending = self._speak_q.get_nowait()
+            if pending.interruptible:
+                dropped.append(pending)
+            else:
+                self._speak_q.put_nowait(pending)
+                break
+        turn = item.seq if item is not None else self._last_seq
+        if self._play_task is not None and not self._play_task.done():
+            self._play_task.cancel()
+        self._playback_end = self.clock()
+        self._send(AudioClear(turn=turn))
+        if item is not None:
+            self._send(AudioEnd(turn=turn, interrupted=True))
+        self.metrics.barge_ins.inc()
+        self.recorder.event("barge_in", {"turn": turn, "dropped": len(dropped)})
+
+    # ------------------------------------------------------------------ no input, call length
+
+    async def _timer(self) -> None:
+        started = self.clock()
+        while True:
+            await asyncio.sleep(0.2)
+            now = self.clock()
+            if now - started > self.settings.max_call_s:
+                self._control_now(EndCall("completed", "max_duration"))
+                return
+            idle = (
+                not self._caller_speaking
+                and self._busy == 0
+                and self._speak_q.empty()
+                and not self._is_playing(now)
+            )
+            action = self.no_input.tick(now, idle=idle)
+            if action == "reprompt":
+                self.recorder.event("no_input", {"action": "reprompt"})
+                self._say("no_input_reprompt", self._prompt_language())
+            elif action == "goodbye":
+                self.recorder.event("no_input", {"action": "goodbye"})
+                self._say("goodbye", self._prompt_language(), interruptible=False, then="hangup")
+
+    def _prompt_language(self) -> str:
+        current = getattr(getattr(self.pipeline.transcriber, "call_language", None), "current", None)
+        if current is not None and current.label in ("en", "zh"):
+            return current.label
+        return self.language_hint or self.settings.languages[0]
+
+
+def _utcnow() -> Any:
+    from server.store.models import utcnow
+
+    return utcnow()
+
+
+def _resample_pcm(pcm: bytes, rate: int) -> bytes:
+    from voice.audio import float_to_pcm16, pcm16_to_float, resample
+
+    return float_to_pcm16(resample(pcm16_to_float(pcm), rate, SAMPLE_RATE))

@@ -1,0 +1,134 @@
+"""Settings of the whole service: one validated object, built once at start-up and passed in.
+
+Composed of the layers' own settings (`voice`, `routing`) plus the server's fields. Sources, strongest first:
+keyword arguments, environment variables `HOTLINE_*` (nested with `__`, e.g. `HOTLINE_VOICE__ENGINE=openai-whisper`),
+an optional YAML or TOML file (`hotline --config FILE`), then the defaults below. Unknown keys are refused, so a
+typo in a file or variable fails at start-up instead of being silently ignored.
+"""
+from __future__ import annotations
+
+import contextvars
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+    YamlConfigSettingsSource,
+)
+
+from routing.settings import RoutingSettings
+from voice.settings import VoiceSettings
+
+# The file named by Settings.load(); a context variable rather than a class attribute so that tests (and two apps in
+# one process) never see each other's file.
+_CONFIG_FILE: contextvars.ContextVar[Path | None] = contextvars.ContextVar("hotline_config_file", default=None)
+
+
+def project_root() -> Path:
+    return Path(__file__).resolve().parent.parent
+
+
+def default_db_url() -> str:
+    return f"sqlite+aiosqlite:///{project_root() / 'var' / 'hotline.db'}"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="HOTLINE_", env_nested_delimiter="__", extra="forbid", frozen=True, validate_default=True
+    )
+
+    voice: VoiceSettings = Field(default_factory=VoiceSettings)
+    routing: RoutingSettings = Field(default_factory=RoutingSettings)
+
+    # --- HTTP ---
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)  # 0 = any free port (tests)
+    public_url: str | None = None  # e.g. https://hotline.example.org, when behind a proxy (Twilio signatures)
+
+    # --- storage ---
+    db_url: str = Field(default_factory=default_db_url)  # sqlite+aiosqlite:///path | postgresql+asyncpg://...
+    db_echo: bool = False
+
+    # --- shared worker pools (all calls share them; blocking inference never runs on the event loop) ---
+    recognition_workers: int = Field(default=2, ge=1, le=64)
+    recognition_queue_max: int = Field(default=32, ge=1)  # jobs waiting beyond this: partials dropped, finals refused
+    synthesis_workers: int = Field(default=1, ge=1, le=64)
+    synthesis_queue_max: int = Field(default=32, ge=1)
+    routing_workers: int = Field(default=2, ge=1, le=64)
+    routing_queue_max: int = Field(default=32, ge=1)
+
+    # --- one call ---
+    languages: tuple[Literal["en", "zh"], ...] = ("en", "zh")
+    start_timeout_s: float = Field(default=1.0, gt=0)  # wait this long for call.start before greeting anyway
+    playback_lead_s: float = Field(default=0.5, ge=0)  # audio sent ahead of real-time playback (0 = strictly paced)
+    pace_audio: bool = True  # False: send answer audio as fast as it is made (tests, benchmarks with --fast)
+    no_input_s: float = Field(default=8.0, gt=0)  # silence after the bot stops speaking that counts as no input
+    no_input_reprompts: int = Field(default=1, ge=0)  # re-prompts before the polite goodbye
+    max_call_s: float = Field(default=1800.0, gt=0)
+    greeting: bool = True
+
+    # --- websockets and back-pressure ---
+    send_queue_max: int = Field(default=256, ge=4)  # outbound messages per call; ~5 s of 20 ms frames
+    send_timeout_s: float = Field(default=5.0, gt=0)  # one blocked send longer than this = slow consumer
+    max_frame_bytes: int = Field(default=64 * 1024, ge=640)  # bigger frames get an error event
+    ws_max_message_bytes: int = Field(default=1024 * 1024, ge=64 * 1024)  # absurd sizes: closed with 1009
+    inbound_queue_max: int = Field(default=1500, ge=50)  # 30 s of 20 ms frames waiting for the recognizer
+
+    # --- telephony ---
+    twilio_auth_token: SecretStr | None = None  # when set, X-Twilio-Signature is required on /ws/twilio
+
+    # --- logs ---
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_json: bool = True
+    log_caller_data: bool = False  # caller data (transcripts, numbers) in logs only when explicitly allowed
+
+    @field_validator("db_url")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        if not (value.startswith("sqlite+aiosqlite://") or value.startswith("postgresql+asyncpg://")):
+            raise ValueError("db_url must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+        return value
+
+    @model_validator(mode="after")
+    def _languages_distinct(self) -> "Settings":
+        if not self.languages or len(set(self.languages)) != len(self.languages):
+            raise ValueError("languages must be a non-empty list of distinct served languages")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = _CONFIG_FILE.get()
+        if path is not None:
+            if path.suffix.lower() == ".toml":
+                sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+            else:
+                sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
+        return tuple(sources)
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, **overrides: Any) -> "Settings":
+        """Build and validate the settings; `path` is an optional YAML/TOML file under the environment."""
+        file = Path(path) if path else None
+        if file is not None and not file.is_file():
+            raise FileNotFoundError(f"settings file not found: {file}")
+        token = _CONFIG_FILE.set(file)
+        try:
+            return cls(**overrides)
+        finally:
+            _CONFIG_FILE.reset(token)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.db_url.startswith("sqlite")

@@ -1,0 +1,100 @@
+"""One call's writer: every call, turn and event is stored as it happens, in order, off the call's hot path.
+
+The session hands records to `CallRecorder` without waiting for the database; a single task per call writes them
+in order (the call row before its turns). At the end the session awaits `close()`, which drains what is queued, so
+a call that is cut off still keeps every finished turn and gets its final state.
+"""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from typing import Any, Awaitable, Callable
+
+from server.metrics import Metrics
+from server.store.db import Store
+from server.store.models import utcnow
+
+log = logging.getLogger("hotline.store")
+
+_STOP = object()
+
+
+class CallRecorder:
+    def __init__(self, *, store: Store, call_id: str, metrics: Metrics | None = None) -> None:
+        self.store = store
+        self.call_id = call_id
+        self.metrics = metrics
+        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._seq = 0
+        self.ended: tuple[str, str] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"recorder-{self.call_id}")
+
+    def next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def _put(self, job: Callable[[], Awaitable[Any]]) -> None:
+        self._queue.put_nowait(job)
+
+    def call_started(self, *, protocol: str, **fields: Any) -> None:
+        at = utcnow()
+        self._put(lambda: self.store.create_call(call_id=self.call_id, protocol=protocol, started_at=at, **fields))
+
+    def update(self, **fields: Any) -> None:
+        if not fields:
+            return
+        self._put(lambda: self.store.update_call(self.call_id, **fields))
+
+    def turn(self, *, seq: int | None = None, **fields: Any) -> int:
+        """Store a turn; `seq` given when it was reserved earlier (a bot turn is numbered when decided)."""
+        seq = seq if seq is not None else self.next_seq()
+        at = utcnow()
+        self._put(lambda: self.store.add_turn(call_id=self.call_id, seq=seq, created_at=at, **fields))
+        return seq
+
+    def event(self, kind: str, data: dict[str, Any] | None = None) -> None:
+        at = utcnow()
+        self._put(lambda: self.store.add_event(call_id=self.call_id, kind=kind, data=data, at=at))
+
+    def end(self, *, state: str, reason: str) -> bool:
+        """First ending wins: a call has exactly one final state."""
+        if self.ended is not None:
+            return False
+        self.ended = (state, reason)
+        at = utcnow()
+        self.event("ended", {"state": state, "reason": reason})
+        self._put(lambda: self.store.end_call(self.call_id, state=state, reason=reason, at=at))
+        return True
+
+    async def close(self, timeout: float = 10.0) -> None:
+        if self._task is None:
+            return
+        self._queue.put_nowait(_STOP)
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), timeout)
+        except asyncio.TimeoutError:
+            log.error("store writes did not finish in time", extra={"pending": self._queue.qsize()})
+            self._task.cancel()
+
+    async def _run(self) -> None:
+        while True:
+            job = await self._queue.get()
+            if job is _STOP:
+                return
+            for attempt in range(3):
+                try:
+                    await job()
+                    break
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # a failed write must not end the call; it is logged and counted
+                    if attempt == 2:
+                        log.error("store write failed", extra={"error": type(exc).__name__, "detail": str(exc)[:200]})
+                        if self.metrics is not None:
+                            self.metrics.errors.labels(kind="store").inc()
+                    else:
+                        await asyncio.sleep(0.05 * (attempt + 1))

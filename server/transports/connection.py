@@ -1,0 +1,120 @@
+"""One websocket plus its serializer, with a bounded send queue.
+
+Sending never blocks the call: messages go into a bounded queue that one writer task drains. A client that stops
+reading fills it (or blocks one send past `send_timeout_s`); the connection then reports `slow_consumer` and the
+session drops that call — other calls never wait on it.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Callable
+
+from starlette.websockets import WebSocket, WebSocketState
+
+from server.messages import Inbound, Outbound
+from server.transports import Serializer
+
+log = logging.getLogger("hotline.transport")
+
+
+class Disconnected(Exception):
+    def __init__(self, code: int | None = None) -> None:
+        super().__init__(f"websocket closed (code {code})")
+        self.code = code
+
+
+class Connection:
+    def __init__(
+        self,
+        *,
+        websocket: WebSocket,
+        serializer: Serializer,
+        send_queue_max: int,
+        send_timeout_s: float,
+        on_slow_consumer: Callable[[], None] | None = None,
+    ) -> None:
+        self.ws = websocket
+        self.serializer = serializer
+        self.protocol = serializer.protocol
+        self.send_timeout_s = send_timeout_s
+        self.on_slow_consumer = on_slow_consumer
+        self._queue: asyncio.Queue[str | bytes] = asyncio.Queue(maxsize=send_queue_max)
+        self._writer: asyncio.Task[None] | None = None
+        self.broken = False  # the peer is gone or stopped reading: nothing more can be sent
+        self.closed_by_peer = False
+
+    def start(self) -> None:
+        self._writer = asyncio.create_task(self._write_loop(), name="ws-writer")
+
+    async def receive(self) -> list[Inbound]:
+        message = await self.ws.receive()
+        kind = message["type"]
+        if kind == "websocket.disconnect":
+            self.closed_by_peer = True
+            self.broken = True
+            raise Disconnected(message.get("code"))
+        if message.get("bytes") is not None:
+            return self.serializer.parse_binary(message["bytes"])
+        if message.get("text") is not None:
+            return self.serializer.parse_text(message["text"])
+        return []
+
+    def send(self, message: Outbound) -> bool:
+        """Queue a message; False when the client is not keeping up (or gone)."""
+        if self.broken:
+            return False
+        for frame in self.serializer.serialize(message):
+            try:
+                self._queue.put_nowait(frame)
+            except asyncio.QueueFull:
+                self._slow()
+                return False
+        return True
+
+    @property
+    def backlog(self) -> int:
+        return self._queue.qsize()
+
+    def _slow(self) -> None:
+        if not self.broken:
+            self.broken = True
+            if self.on_slow_consumer is not None:
+                self.on_slow_consumer()
+
+    async def _write_loop(self) -> None:
+        while True:
+            frame = await self._queue.get()
+            try:
+                if isinstance(frame, bytes):
+                    await asyncio.wait_for(self.ws.send_bytes(frame), self.send_timeout_s)
+                else:
+                    await asyncio.wait_for(self.ws.send_text(frame), self.send_timeout_s)
+            except asyncio.TimeoutError:
+                self._slow()
+                return
+            except Exception:  # the peer went away while we were writing; the reader reports the disconnect
+                self.broken = True
+                return
+
+    async def flush(self, timeout: float = 2.0) -> None:
+        """Let the writer send what is queued (the last events of a call) before closing."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not self.broken and self._queue.qsize() and loop.time() < deadline and self._writer and not self._writer.done():
+            await asyncio.sleep(0.01)
+
+    async def close(self, code: int = 1000, *, timeout: float = 2.0) -> None:
+        if self._writer is not None:
+            if not self.broken:
+                await self.flush(timeout)
+            self._writer.cancel()
+            await asyncio.gather(self._writer, return_exceptions=True)
+        if self.closed_by_peer:
+            return
+        try:
+            if self.ws.application_state != WebSocketState.DISCONNECTED:
+                # A peer that stopped reading will not take the close frame either: do not wait long for it.
+                await asyncio.wait_for(self.ws.close(code=code), 0.3 if self.broken else timeout)
+        except Exception:  # already closed, or the peer does not answer the close handshake
+            pass

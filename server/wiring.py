@@ -1,0 +1,132 @@
+"""The one place that wires voice/ and routing/ into calls (STYLE habit 8: one factory that wires a call).
+
+`load_components(settings)` loads every model once per process (Whisper, Silero VAD, the synthesizer, the router
+with its knowledge base and embeddings); `Components.new_call()` builds one call's pipeline from them: its own
+StreamingTranscriber (own VAD state, own call language) and its own dialog state. Tests pass scripted fakes
+with the same shape (tests/fakes.py).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from server.metrics import Metrics
+from server.pools import BoundedPool
+
+log = logging.getLogger("hotline.wiring")
+
+
+@dataclass
+class CallPipeline:
+    transcriber: Any  # voice.streaming.StreamingTranscriber
+    dialog: Any  # routing.router.DialogState
+
+
+@dataclass
+class Components:
+    """Models shared by all calls. `make_transcriber(language_hint)` builds one call's transcriber."""
+
+    make_transcriber: Callable[[str | None], Any]
+    router: Any  # routing.router.Router
+    prompts: Any  # routing.prompts.Prompts
+    synthesizer: Any  # voice.tts.Synthesizer
+    warmups: list[Callable[[], None]] = field(default_factory=list)
+    background_warmups: list[Callable[[], None]] = field(default_factory=list)  # after ready: not on the start path
+    timings: dict[str, float] = field(default_factory=dict)  # load / warm-up seconds, reported by /readyz
+
+    def new_call(self, *, language_hint: str | None) -> CallPipeline:
+        return CallPipeline(transcriber=self.make_transcriber(language_hint), dialog=self.router.new_dialog())
+
+    def warm_up(self) -> None:
+        for fn in self.warmups:
+            t0 = time.perf_counter()
+            fn()
+            self.timings[f"warm_{getattr(fn, '__qualname__', 'model')}"] = round(time.perf_counter() - t0, 3)
+
+
+@dataclass
+class Pools:
+    recognition: BoundedPool
+    synthesis: BoundedPool
+    routing: BoundedPool
+
+    def shutdown(self) -> None:
+        for pool in (self.recognition, self.synthesis, self.routing):
+            pool.shutdown()
+
+
+def build_pools(settings: Any, metrics: Metrics) -> Pools:
+    g = metrics.queue_depth
+    return Pools(
+        recognition=BoundedPool(name="recognition", workers=settings.recognition_workers,
+                                max_pending=settings.recognition_queue_max, depth_gauge=g),
+        synthesis=BoundedPool(name="synthesis", workers=settings.synthesis_workers,
+                              max_pending=settings.synthesis_queue_max, depth_gauge=g),
+        routing=BoundedPool(name="routing", workers=settings.routing_workers,
+                            max_pending=settings.routing_queue_max, depth_gauge=g),
+    )
+
+
+def load_components(settings: Any) -> Components:
+    """Load the real models (blocking, seconds): call from a thread at start-up."""
+    from routing.prompts import Prompts
+    from routing.router import Router
+    from voice.asr import build_recognizer
+    from voice.language import CallLanguage
+    from voice.streaming import StreamingTranscriber
+    from voice.tts import build_synthesizer
+    from voice.vad import build_vad
+
+    timings: dict[str, float] = {}
+
+    def timed(name: str, fn: Callable[[], Any]) -> Any:
+        t0 = time.perf_counter()
+        value = fn()
+        timings[f"load_{name}"] = round(time.perf_counter() - t0, 3)
+        return value
+
+    voice = settings.voice
+    recognizer = timed("recognizer", lambda: build_recognizer(voice))
+    base_vad = timed("vad", lambda: build_vad(voice))
+    synthesizer = timed("synthesizer", lambda: build_synthesizer(voice))
+    router = timed("router", lambda: Router.load(settings.routing))
+    prompts = timed("prompts", lambda: Prompts.load(settings.routing.prompts_path))
+
+    def make_transcriber(language_hint: str | None) -> Any:
+        vad = base_vad.fork() if hasattr(base_vad, "fork") else build_vad(voice)
+        return StreamingTranscriber(
+            recognizer=recognizer,
+            vad=vad,
+            settings=voice,
+            call_language=CallLanguage.from_hint(language_hint, switch_min_s=voice.language_switch_min_s),
+        )
+
+    def synthesize_prompts(keys: tuple[str, ...]) -> None:
+        from server.policy import split_by_language
+
+        for key in keys:
+            for lang in settings.languages:
+                for seg in split_by_language(prompts.text(key, lang), lang):
+                    for _ in synthesizer.synthesize(seg.text, seg.language):
+                        pass
+
+    def warm_greeting() -> None:
+        # The greeting is synthesized (and cached) before the service says ready: the first caller hears it at once.
+        synthesize_prompts(("greeting",))
+
+    def warm_other_prompts() -> None:
+        # The other fixed prompts are cached in the background after ready: with the neural voice on 2 cores they
+        # take over a minute together (measured 87 s), which must not delay start-up.
+        synthesize_prompts(("language_not_served", "transferring", "please_hold", "repeat", "no_input_reprompt", "goodbye"))
+
+    return Components(
+        make_transcriber=make_transcriber,
+        router=router,
+        prompts=prompts,
+        synthesizer=synthesizer,
+        warmups=[recognizer.warm_up, synthesizer.warm_up, router.warm_up, warm_greeting],
+        background_warmups=[warm_other_prompts],
+        timings=timings,
+    )
