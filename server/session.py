@@ -141,6 +141,7 @@ class CallSession:
         self._start_msg: StartCall | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._partial_task: asyncio.Task[Any] | None = None
+        self._spec_task: asyncio.Task[Any] | None = None
 
         self.pipeline: Any = None  # server.wiring.CallPipeline, built at start
         self.language_hint: str | None = None
@@ -256,10 +257,10 @@ class CallSession:
     async def _cleanup(self) -> None:
         end = self._end or EndCall("error", "unknown")
         current = asyncio.current_task()
-        for task in [*self._tasks, self._partial_task, self._play_task]:
+        for task in [*self._tasks, self._partial_task, self._spec_task, self._play_task]:
             if task is not None and task is not current and not task.done():
                 task.cancel()
-        await asyncio.gather(*[t for t in [*self._tasks, self._partial_task, self._play_task] if t is not None], return_exceptions=True)
+        await asyncio.gather(*[t for t in [*self._tasks, self._partial_task, self._spec_task, self._play_task] if t is not None], return_exceptions=True)
         if self._queued:
             self.ctx.queue.leave(self.call_id, reason=end.reason, now=self.clock())
         self.recorder.end(state=end.state, reason=end.reason)
@@ -356,7 +357,14 @@ class CallSession:
         # Partials are a courtesy: skipped while one is still running, or when no worker is free — a final must
         # never queue behind partials (measured: with 2 workers on 2 cores a final sharing the CPU with a partial
         # took ~2.9 s instead of ~1 s).
-        if (self._partial_task is not None and not self._partial_task.done()) or pool.pending >= pool.workers:
+        if pool.pending >= pool.workers:
+            return
+        if getattr(request, "speculative_end_s", None) is not None:
+            # The speculative recognition at the start of a silence: the final will reuse it, so it runs even
+            # while a courtesy partial is still busy (voice/streaming.py, PrefinalDue).
+            self._spec_task = asyncio.create_task(self._partial(request, self._utterance))
+            return
+        if self._partial_task is not None and not self._partial_task.done():
             return
         self._partial_task = asyncio.create_task(self._partial(request, self._utterance))
 

@@ -28,7 +28,7 @@ def drive(ep: Endpointer, probs: list[float], t0: float = 0.0):
 
 
 def test_endpointer_start_end_and_trailing_silence_on_a_virtual_clock():
-    ep = Endpointer(min_speech_s=0.25, end_silence_s=0.6, partial_interval_s=10)
+    ep = Endpointer(min_speech_s=0.25, end_silence_s=0.6, partial_interval_s=10, prefinal_silence_s=None)
     events, now = drive(ep, [0.0] * 10 + [0.9] * 40 + [0.05] * 30)
     kinds = [type(e).__name__ for _, e in events]
     assert kinds == ["UtteranceStart", "UtteranceEnd"]
@@ -39,7 +39,7 @@ def test_endpointer_start_end_and_trailing_silence_on_a_virtual_clock():
 
 
 def test_short_bursts_are_not_speech_and_brief_pauses_do_not_end_an_utterance():
-    ep = Endpointer(min_speech_s=0.25, end_silence_s=0.6, partial_interval_s=10)
+    ep = Endpointer(min_speech_s=0.25, end_silence_s=0.6, partial_interval_s=10, prefinal_silence_s=None)
     clicks = ([0.9] * 3 + [0.0] * 20) * 5  # 96 ms bursts: clicks, coughs
     events, now = drive(ep, clicks)
     assert events == []
@@ -178,3 +178,33 @@ def test_bad_frames(voice_settings):
     with pytest.raises(AudioFormatError):
         st.accept(b"\x00" * (128 * 1024))
     assert st.accept(b"\x00" * 640 * 50) == []  # 1 s of silence in one go is fine
+
+
+def test_prefinal_is_due_once_per_silence_and_before_the_end():
+    ep = Endpointer(min_speech_s=0.1, end_silence_s=0.6, prefinal_silence_s=0.25, partial_interval_s=10)
+    events, _ = drive(ep, [0.9] * 20 + [0.0] * 10 + [0.9] * 10 + [0.0] * 25)
+    kinds = [type(e).__name__ for _, e in events]
+    assert kinds == ["UtteranceStart", "PrefinalDue", "PrefinalDue", "UtteranceEnd"]
+    from voice.streaming import PrefinalDue
+
+    pre = [e for _, e in events if isinstance(e, PrefinalDue)]
+    end = [e for _, e in events if isinstance(e, UtteranceEnd)][0]
+    assert pre[-1].end_s == end.end_s  # the last speculation assumed exactly the end the final got
+    assert pre[0].end_s < end.end_s  # the first was overtaken by more speech
+
+
+@pytest.mark.model
+def test_final_reuses_the_speculative_recognition_when_the_caller_stays_silent(recognizer, voice_settings):
+    from voice.vad import SileroVad
+
+    st = StreamingTranscriber(recognizer=recognizer, vad=SileroVad(), settings=voice_settings)
+    events = _stream(st, decode_file(FIXTURES / "en_librispeech_1089-134686-0001.wav"))
+    spec = [e for e in events if isinstance(e, PartialRequest) and e.speculative_end_s is not None]
+    finals = [e for e in events if isinstance(e, FinalRequest)]
+    assert spec and finals
+    for e in spec:
+        st.partial(e)
+    fresh = recognizer.transcribe(finals[-1].audio, start_s=finals[-1].start_s, gate=False)
+    t = st.final(finals[-1])
+    assert st.reused_finals == 1
+    assert t.text == fresh.text  # the same audio, so the same words as a fresh recognition

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 def default_cache_dir() -> Path:
@@ -40,6 +40,18 @@ class VoiceSettings(BaseModel):
     speech_pad_s: float = Field(default=0.2, ge=0)  # kept before/after the speech
     max_utterance_s: float = Field(default=25.0, gt=1, le=30)  # Whisper's window is 30 s
     partial_interval_s: float = Field(default=0.8, gt=0)  # how often partial hypotheses are computed
+    # After this much silence the utterance is recognised speculatively; if the caller stays silent until
+    # end_silence_s, the final reuses that result, so recognition hides behind the end-of-utterance wait.
+    # Must be ≥ speech_pad_s (the final's audio includes that much trailing padding). None = off.
+    prefinal_silence_s: float | None = Field(default=0.25, gt=0)
+
+    @model_validator(mode="after")
+    def _prefinal_after_padding(self) -> "VoiceSettings":
+        if self.prefinal_silence_s is not None and not (
+            self.speech_pad_s <= self.prefinal_silence_s < self.end_silence_s
+        ):
+            raise ValueError("prefinal_silence_s must lie between speech_pad_s and end_silence_s")
+        return self
 
     # --- language ---
     language_switch_min_s: float = Field(default=1.5, ge=0)  # shorter utterances cannot flip the call's language

@@ -10,6 +10,7 @@ Three pieces, as whisper_streaming separates them:
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass, field
 from typing import Union
 
@@ -43,7 +44,20 @@ class UtteranceEnd:
     reason: str  # "silence" | "max_length" | "flush"
 
 
-EndpointEvent = Union[UtteranceStart, PartialDue, UtteranceEnd]
+@dataclass(frozen=True, slots=True)
+class PrefinalDue:
+    """The caller has been silent for `prefinal_silence_s`: the utterance probably ended at `end_s`.
+
+    Recognising it now, speculatively, hides recognition behind the rest of the end-of-utterance silence: if the
+    caller stays silent, the final is exactly this audio and its result is reused (see StreamingTranscriber).
+    """
+
+    start_s: float
+    end_s: float
+    now_s: float
+
+
+EndpointEvent = Union[UtteranceStart, PartialDue, PrefinalDue, UtteranceEnd]
 
 
 @dataclass
@@ -55,6 +69,7 @@ class Endpointer:
     end_silence_s: float = 0.6
     max_utterance_s: float = 25.0
     partial_interval_s: float = 0.8
+    prefinal_silence_s: float | None = 0.25  # None: no speculative recognition
     window_s: float = 0.032
     # Hysteresis (as Silero's own iterator): once speaking, only clearly lower probabilities count as silence.
     neg_offset: float = 0.15
@@ -64,11 +79,13 @@ class Endpointer:
     _start: float | None = field(default=None, init=False)
     _last_voice_end: float = field(default=0.0, init=False)
     _last_partial: float = field(default=0.0, init=False)
+    _prefinal_for: float | None = field(default=None, init=False)  # the voice end a prefinal was issued for
 
     @classmethod
     def from_settings(cls, s: VoiceSettings, *, window_s: float) -> "Endpointer":
         return cls(threshold=s.vad_threshold, min_speech_s=s.min_speech_s, end_silence_s=s.end_silence_s,
-                   max_utterance_s=s.max_utterance_s, partial_interval_s=s.partial_interval_s, window_s=window_s)
+                   max_utterance_s=s.max_utterance_s, partial_interval_s=s.partial_interval_s,
+                   prefinal_silence_s=s.prefinal_silence_s, window_s=window_s)
 
     @property
     def in_speech(self) -> bool:
@@ -99,7 +116,12 @@ class Endpointer:
         elif now - self._start >= self.max_utterance_s:
             events.append(UtteranceEnd(self._start, now, "max_length"))
             self._start, self._last_partial, self._last_voice_end = now, now, now  # still speaking
-        elif now - self._last_partial >= self.partial_interval_s:
+        elif (self.prefinal_silence_s is not None and now - self._last_voice_end >= self.prefinal_silence_s
+              and self._prefinal_for != self._last_voice_end):
+            self._prefinal_for = self._last_voice_end
+            events.append(PrefinalDue(self._start, self._last_voice_end, now))
+        elif now - self._last_partial >= self.partial_interval_s and now - self._last_voice_end < self.window_s * 2:
+            # Partials only while the caller is actually speaking: in a pause they would repeat the last one.
             self._last_partial = now
             events.append(PartialDue(self._start, now))
         return events
@@ -113,6 +135,7 @@ class Endpointer:
         return [ev]
 
     def _reset(self) -> None:
+        self._prefinal_for = None
         self._start = None
         self._candidate_start = None
         self._voiced_s = 0.0
@@ -171,6 +194,9 @@ class PartialRequest:
     start_s: float
     now_s: float
     utterance: int  # sequence number: a partial for an utterance that has since ended is dropped
+    # Set for the speculative recognition at the start of a silence: the end of speech it assumes. Worth running
+    # even when partials are being skipped, because the final reuses its result.
+    speculative_end_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +209,14 @@ class FinalRequest:
 
 
 StreamEvent = Union[SpeechStarted, PartialRequest, FinalRequest]
+
+
+class _Speculation:
+    __slots__ = ("done", "result")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.result: Transcript | None = None
 
 MAX_FRAME_BYTES = 64 * 1024
 
@@ -206,6 +240,10 @@ class StreamingTranscriber:
         self._utterance = 0
         self._hyp = HypothesisBuffer()
         self._hyp_utterance = -1
+        # Speculative results by (utterance, assumed end of speech); final() reuses or waits for them.
+        self._speculative: dict[tuple[int, float], _Speculation] = {}
+        self._spec_lock = threading.Lock()
+        self.reused_finals = 0  # how many finals came from a speculative recognition (for metrics and tests)
 
     @property
     def stream_s(self) -> float:
@@ -259,6 +297,10 @@ class StreamingTranscriber:
             return [SpeechStarted(at_s=ev.at_s)]
         if isinstance(ev, PartialDue):
             return [PartialRequest(self._slice(ev.start_s, ev.now_s), ev.start_s, ev.now_s, self._utterance)]
+        if isinstance(ev, PrefinalDue):
+            # Exactly the audio the final will take if the caller stays silent (same slice, same padding).
+            return [PartialRequest(self._slice(ev.start_s, ev.end_s), ev.start_s, ev.now_s, self._utterance,
+                                   speculative_end_s=ev.end_s)]
         audio = self._slice(ev.start_s, ev.end_s)
         req = FinalRequest(audio, max(0.0, ev.start_s - self.settings.speech_pad_s), ev.end_s, ev.reason,
                            self._utterance)
@@ -274,6 +316,8 @@ class StreamingTranscriber:
 
     def partial(self, req: PartialRequest) -> PartialTranscript | None:
         """BLOCKING (Whisper). The stable prefix never retracts within an utterance."""
+        if req.speculative_end_s is not None:
+            return self._speculate(req)
         if req.utterance != self._hyp_utterance:
             self._hyp.reset()
             self._hyp_utterance = req.utterance
@@ -284,12 +328,45 @@ class StreamingTranscriber:
         stable, unstable = self._hyp.insert(t.text)
         return PartialTranscript(stable=stable, unstable=unstable, start_s=req.start_s, now_s=req.now_s)
 
-    def final(self, req: FinalRequest) -> Transcript | None:
-        """BLOCKING (Whisper). None when the utterance was noise after all (gated)."""
-        t = self.recognizer.transcribe(req.audio, start_s=req.start_s, gate=False)
+    def _speculate(self, req: PartialRequest) -> PartialTranscript | None:
+        key = (req.utterance, req.speculative_end_s)
+        spec = _Speculation()
+        with self._spec_lock:
+            if key in self._speculative:
+                return None
+            self._speculative = {k: v for k, v in self._speculative.items() if k[0] >= req.utterance}
+            self._speculative[key] = spec
+        try:
+            spec.result = self._recognize_final(req.audio, req.start_s)
+        finally:
+            spec.done.set()
+        t = spec.result
         if t is None:
             return None
-        call = self.call_language.observe(t.language, duration_s=req.end_s - req.start_s, text=t.text)
+        if req.utterance != self._hyp_utterance:
+            self._hyp.reset()
+            self._hyp_utterance = req.utterance
+        stable, unstable = self._hyp.insert(t.text)
+        return PartialTranscript(stable=stable, unstable=unstable, start_s=req.start_s, now_s=req.now_s)
+
+    def final(self, req: FinalRequest) -> Transcript | None:
+        """BLOCKING (Whisper). None when the utterance was noise after all (gated)."""
+        with self._spec_lock:
+            spec = self._speculative.pop((req.utterance, req.end_s), None)
+        if spec is not None and spec.done.wait(timeout=30.0):
+            self.reused_finals += 1
+            t = spec.result
+        else:
+            t = self._recognize_final(req.audio, req.start_s)
+        if t is None:
+            return None
+        return self._fold_language(t, req.end_s - req.start_s)
+
+    def _recognize_final(self, audio: np.ndarray, start_s: float) -> Transcript | None:
+        return self.recognizer.transcribe(audio, start_s=start_s, gate=False)
+
+    def _fold_language(self, t: Transcript, duration_s: float) -> Transcript:
+        call = self.call_language.observe(t.language, duration_s=duration_s, text=t.text)
         if call.label != t.language.label and call.served and t.language.served:
             # A short, ambiguous utterance ("OK", "好的") does not flip the call: it is heard in the call's language.
             from dataclasses import replace
