@@ -98,7 +98,7 @@ def cmd_say(args) -> int:
         write_wav(out, pcm16_of(chunks))
     duration = sum(c.duration_s for c in chunks)
     print(f"{out}: {synth.name}, {language}, {len(chunks)} chunk(s), {duration:.2f} s of speech, "
-          f"synthesized in {elapsed:.2f} s (real-time factor {elapsed / max(duration, 1e-9):.3f}, "
+          f"synthesized in {elapsed:.2f} s including model load (real-time factor {elapsed / max(duration, 1e-9):.3f}, "
           f"first chunk after {first_s or 0:.2f} s)")
     return 0
 
