@@ -61,6 +61,8 @@ def create_app(
             yield
         finally:
             state.ready = False
+            if getattr(state, "context", None) is not None:
+                state.context.components.stopping.set()  # background cache filling ends with the service
             state.loader.cancel()
             await asyncio.gather(state.loader, return_exceptions=True)
             context: CallContext | None = state.context
@@ -95,6 +97,8 @@ def create_app(
             settings=settings, components=comps, pools=pools, store=store, metrics=metrics,
             queue=WaitingList(metrics=metrics),
         )
+        context = app.state.context
+        comps.calls_active = lambda: bool(context.sessions)
         app.state.ready = True
         log.info("ready", extra={"timings": comps.timings})
         for warm in comps.background_warmups:

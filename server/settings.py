@@ -70,6 +70,7 @@ class Settings(BaseSettings):
     no_input_reprompts: int = Field(default=1, ge=0)  # re-prompts before the polite goodbye
     max_call_s: float = Field(default=1800.0, gt=0)
     greeting: bool = True
+    warm_answers: bool = True  # synthesize every knowledge-base answer into the (disk) cache in the background
 
     # --- websockets and back-pressure ---
     send_queue_max: int = Field(default=256, ge=4)  # outbound messages per call; ~5 s of 20 ms frames

@@ -8,6 +8,7 @@ with the same shape (tests/fakes.py).
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -34,6 +35,10 @@ class Components:
     synthesizer: Any  # voice.tts.Synthesizer
     warmups: list[Callable[[], None]] = field(default_factory=list)
     background_warmups: list[Callable[[], None]] = field(default_factory=list)  # after ready: not on the start path
+    # Set by the app once calls can arrive: background warm-ups wait while it says calls are connected, so cache
+    # filling never takes the 2 cores from a caller.
+    calls_active: Callable[[], bool] = lambda: False
+    stopping: threading.Event = field(default_factory=threading.Event)  # set at shutdown: background work stops
     timings: dict[str, float] = field(default_factory=dict)  # load / warm-up seconds, reported by /readyz
 
     def new_call(self, *, language_hint: str | None) -> CallPipeline:
@@ -121,12 +126,34 @@ def load_components(settings: Any) -> Components:
         # take over a minute together (measured 87 s), which must not delay start-up.
         synthesize_prompts(("language_not_served", "transferring", "please_hold", "repeat", "no_input_reprompt", "goodbye"))
 
-    return Components(
+    def warm_answers() -> None:
+        # Every knowledge-base answer, in both languages, into the synthesis cache (kept on disk across restarts:
+        # voice/tts/cache.py). An answer then starts playing as soon as it is decided: no synthesis on the
+        # critical path for the common case. Paused while calls are connected; resumes between them.
+        from server.policy import split_by_language
+
+        for entry in router.kb.entries:
+            for lang in settings.languages:
+                text = entry.answer.get(lang)
+                if not text:
+                    continue
+                for seg in split_by_language(text, lang):
+                    if getattr(synthesizer, "is_cached", lambda *a: False)(seg.text, seg.language):
+                        continue
+                    while comps.calls_active() and not comps.stopping.is_set():
+                        time.sleep(0.5)
+                    if comps.stopping.is_set():
+                        return
+                    for _ in synthesizer.synthesize(seg.text, seg.language):
+                        pass
+
+    comps = Components(
         make_transcriber=make_transcriber,
         router=router,
         prompts=prompts,
         synthesizer=synthesizer,
         warmups=[recognizer.warm_up, synthesizer.warm_up, router.warm_up, warm_greeting],
-        background_warmups=[warm_other_prompts],
+        background_warmups=[warm_other_prompts, warm_answers] if settings.warm_answers else [warm_other_prompts],
         timings=timings,
     )
+    return comps

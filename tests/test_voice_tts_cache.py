@@ -114,3 +114,26 @@ def test_build_synthesizer_wraps_the_chosen_voice_in_the_cache():
     assert isinstance(synth, CachedSynthesizer) and synth.max_entries == 3 and synth.name == "espeak"
     with pytest.raises(ValueError):
         build_synthesizer(VoiceSettings(), voice="robot")
+
+
+def test_disk_level_survives_a_restart_and_ignores_damaged_files(tmp_path):
+    first_voice = CountingVoice()
+    first = CachedSynthesizer(inner=first_voice, max_entries=8, disk_dir=tmp_path, variant="speed=1.0")
+    audio = list(first.synthesize("your application is under review", "en"))
+    assert first_voice.calls == 1 and first.is_cached("your application is under review", "en")
+
+    restarted_voice = CountingVoice()  # a new process: empty memory, same folder
+    restarted = CachedSynthesizer(inner=restarted_voice, max_entries=8, disk_dir=tmp_path, variant="speed=1.0")
+    again = list(restarted.synthesize("your application is under review", "en"))
+    assert restarted_voice.calls == 0
+    assert [(c.pcm16, c.text, c.index, c.last) for c in again] == [(c.pcm16, c.text, c.index, c.last) for c in audio]
+
+    other_speed = CachedSynthesizer(inner=CountingVoice(), max_entries=8, disk_dir=tmp_path, variant="speed=1.2")
+    assert not other_speed.is_cached("your application is under review", "en")  # different audio, different key
+
+    for f in tmp_path.rglob("*.pcm"):
+        f.write_bytes(f.read_bytes()[:10])  # damaged: read as a miss, synthesized again
+    damaged_voice = CountingVoice()
+    damaged = CachedSynthesizer(inner=damaged_voice, max_entries=8, disk_dir=tmp_path, variant="speed=1.0")
+    assert len(list(damaged.synthesize("your application is under review", "en"))) == 5
+    assert damaged_voice.calls == 1

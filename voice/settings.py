@@ -61,3 +61,4 @@ class VoiceSettings(BaseModel):
     voice: Literal["neural", "espeak"] = "neural"
     tts_speed: float = Field(default=1.0, gt=0.5, lt=2.0)
     tts_cache_size: int = Field(default=512, ge=0)
+    tts_disk_cache: bool = True  # keep synthesized prompts and answers in cache_dir/tts across restarts

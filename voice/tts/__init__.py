@@ -48,7 +48,9 @@ def build_synthesizer(settings: VoiceSettings, voice: str | None = None) -> Synt
     """The synthesizer the settings choose, behind the cache (settings.tts_cache_size entries; 0 disables it)."""
     from voice.tts.cache import CachedSynthesizer
 
-    return CachedSynthesizer(inner=build_voice(settings, voice), max_entries=settings.tts_cache_size)
+    disk = settings.cache_dir / "tts" if settings.tts_disk_cache else None
+    return CachedSynthesizer(inner=build_voice(settings, voice), max_entries=settings.tts_cache_size, disk_dir=disk,
+                             variant=f"speed={settings.tts_speed}")
 
 
 def to_telephone(chunk: SpeechChunk) -> bytes:
@@ -59,3 +61,23 @@ def to_telephone(chunk: SpeechChunk) -> bytes:
 def pcm16_of(chunks: Iterator[SpeechChunk] | list[SpeechChunk]) -> bytes:
     """All chunks joined: the whole utterance as 16 kHz PCM16."""
     return b"".join(c.pcm16 for c in chunks)
+
+
+def model_status(settings: VoiceSettings) -> list:
+    """For `hotline models`: the Kokoro model (assembled and verified) and the espeak-ng voice."""
+    import shutil
+
+    from voice.models import ModelMissingError, ModelStatus
+
+    out = []
+    try:
+        from voice.tts.kokoro import kokoro_model_path
+
+        out.append(ModelStatus("kokoro-82m int8 ONNX (neural voice)", kokoro_model_path(settings.cache_dir), True,
+                               "assembled and verified"))
+    except ModelMissingError as exc:
+        out.append(ModelStatus("kokoro-82m int8 ONNX (neural voice)", None, False, str(exc)))
+    exe = shutil.which("espeak-ng")
+    out.append(ModelStatus("espeak-ng (fallback voice, English phonemes)", exe and __import__("pathlib").Path(exe),
+                           bool(exe), "" if exe else "not installed: apt-get install espeak-ng (setup.sh does it)"))
+    return out
