@@ -102,6 +102,9 @@ class AnswerOut:
     language: str
     entry_id: str | None
     score: float
+    # Where the time went for this turn, in ms: endpoint (end-of-utterance wait), asr (final recognition after
+    # the endpoint), route. Read by `hotline bench call`.
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +126,7 @@ class AudioOut:
 class AudioEnd:
     turn: int
     interrupted: bool = False
+    timings: dict[str, float] = field(default_factory=dict)  # synthesis_ms (to the first chunk), response_ms
 
 
 @dataclass(frozen=True, slots=True)

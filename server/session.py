@@ -449,8 +449,10 @@ class CallSession:
             return
         routing_s = self.clock() - t0
         self.metrics.stage_latency.labels(stage="routing").observe(routing_s)
+        timings = {"endpoint_ms": round(utt.endpoint_s * 1000, 1), "asr_ms": round(utt.recognition_s * 1000, 1),
+                   "route_ms": round(routing_s * 1000, 1)}
         self._send(AnswerOut(route=decision.route, topic=decision.topic, text=decision.answer, language=decision.language,
-                             entry_id=decision.entry_id, score=float(decision.score)))
+                             entry_id=decision.entry_id, score=float(decision.score), timings=timings))
         self.recorder.event("decision", {"route": decision.route, "topic": decision.topic, "reason": decision.reason,
                                          "routing_s": round(routing_s, 4), "language": language})
         segments = split_by_language(decision.answer, decision.language)
@@ -524,7 +526,12 @@ class CallSession:
                     self._sent_s += len(frame) / 2 / SAMPLE_RATE
                     self._send(AudioOut(pcm16=frame, turn=item.seq))
             interrupted = False
-            self._send(AudioEnd(turn=item.seq))
+            timings = {}
+            if synthesis_s is not None:
+                timings["synthesis_ms"] = round(synthesis_s * 1000, 1)
+            if response_s is not None:
+                timings["response_ms"] = round(response_s * 1000, 1)
+            self._send(AudioEnd(turn=item.seq, timings=timings))
         except Overloaded:
             interrupted = False
             self.metrics.errors.labels(kind="synthesis_overloaded").inc()

@@ -160,13 +160,17 @@ class NativeSerializer:
                         "language": m.language,
                         "entry_id": m.entry_id,
                         "score": round(m.score, 4),
+                        "timings": m.timings,
                     }
                 )
             ]
         if isinstance(m, AudioStart):
             return [_dumps({"event": "audio.start", "turn": m.turn, "text": m.text, "language": m.language})]
         if isinstance(m, AudioEnd):
-            return [_dumps({"event": "audio.end", "turn": m.turn, "interrupted": m.interrupted})]
+            out = {"event": "audio.end", "turn": m.turn, "interrupted": m.interrupted}
+            if m.timings:
+                out["timings"] = m.timings
+            return [_dumps(out)]
         if isinstance(m, AudioClear):
             return [_dumps({"event": "audio.clear", "turn": m.turn})]
         if isinstance(m, CallEnded):
