@@ -96,3 +96,16 @@ def test_pcm16_frames_odd_lengths_and_zero_length(tmp_path):
     assert [len(c) for c in chunks] == [640, 360 + 280]
     write_wav(tmp_path / "x.wav", b"\x00\x10" * 1600)
     assert len(decode_file(tmp_path / "x.wav")) == 1600
+
+
+def test_raw_pcm16_and_telephone_mulaw_files(tmp_path):
+    speech = decode_file(FIXTURES / "en_one_two_three.wav")
+    (tmp_path / "call.pcm").write_bytes(float_to_pcm16(speech))
+    (tmp_path / "call.ul").write_bytes(pcm16_to_telephone(float_to_pcm16(speech)))
+    raw = decode_file(tmp_path / "call.pcm")
+    phone = decode_file(tmp_path / "call.ul")
+    assert len(raw) == len(speech) and np.max(np.abs(raw - speech)) < 1e-3
+    assert abs(len(phone) - len(speech)) <= 2 and np.corrcoef(speech[:len(phone)], phone[:len(speech)])[0, 1] > 0.9
+    (tmp_path / "odd.raw").write_bytes(b"\x00\x01\x02")
+    with pytest.raises(AudioFormatError, match="even number"):
+        decode_file(tmp_path / "odd.raw")

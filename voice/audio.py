@@ -31,7 +31,22 @@ def decode_file(path: str | Path, *, rate: int = SAMPLE_RATE) -> np.ndarray:
         raise AudioFormatError(f"{path}: no such file")
     if path.stat().st_size == 0:
         raise AudioFormatError(f"{path}: the file is empty")
+    suffix = path.suffix.lower()
+    if suffix in RAW_PCM16_SUFFIXES:  # headerless: 16 kHz mono PCM16 little-endian, as on the native websocket
+        return resample(pcm16_to_float(_even(path.read_bytes(), path)), SAMPLE_RATE, rate)
+    if suffix in RAW_MULAW_SUFFIXES:  # headerless: 8 kHz μ-law, as a telephone carrier sends it
+        return resample(mulaw_decode(path.read_bytes()).astype(np.float32) / 32768.0, TELEPHONE_RATE, rate)
     return decode_bytes(path.read_bytes(), rate=rate, name=str(path))
+
+
+RAW_PCM16_SUFFIXES = (".pcm", ".raw", ".s16")
+RAW_MULAW_SUFFIXES = (".ul", ".ulaw", ".mulaw", ".mu")
+
+
+def _even(data: bytes, path: Path) -> bytes:
+    if len(data) % 2:
+        raise AudioFormatError(f"{path}: raw PCM16 must have an even number of bytes, got {len(data)}")
+    return data
 
 
 def decode_bytes(data: bytes, *, rate: int = SAMPLE_RATE, name: str = "audio") -> np.ndarray:
