@@ -56,8 +56,9 @@ def run_engine(engine: str, clips: list[Clip], settings: VoiceSettings, *, vocab
     from voice.asr import build_recognizer
 
     t0 = time.perf_counter()
-    rec = build_recognizer(settings.model_copy(update={"engine": engine, "use_vocabulary_prompt": vocabulary}))
-    # "--vocabulary on" in the bench means every served language is prompted, so the effect shows per language.
+    # "--vocabulary on" in the bench prompts every served language, so the effect shows per language.
+    rec = build_recognizer(settings.model_copy(update={
+        "engine": engine, "use_vocabulary_prompt": vocabulary, "vocabulary_languages": ("en", "zh")}))
     rec.warm_up()
     res = EngineResult(engine=engine, vocabulary=vocabulary, load_s=time.perf_counter() - t0)
     for clip in clips:
@@ -88,10 +89,36 @@ def run_engine(engine: str, clips: list[Clip], settings: VoiceSettings, *, vocab
     return res
 
 
+def domain_clips(settings: VoiceSettings, folder: Path) -> list[Clip]:
+    """Hotline sentences (work permit, residence permit, single window, 购付汇 …) spoken by the neural voice.
+
+    The real recordings hold none of the hotline's vocabulary, so they cannot show what the vocabulary prompt
+    does for it; these can (synthesized once, then cached on disk by the synthesizer).
+    """
+    from voice.audio import write_wav
+    from voice.tts import build_synthesizer, pcm16_of
+    from voice.tts.cli import BENCH_SENTENCES
+
+    synth = build_synthesizer(settings, voice="neural")
+    clips = []
+    for language, sentences in BENCH_SENTENCES.items():
+        for i, text in enumerate(sentences):
+            path = folder / f"domain_{language}_{i:02d}.wav"
+            pcm = pcm16_of(list(synth.synthesize(text, language)))
+            write_wav(path, pcm)
+            clips.append(Clip(path, language, text, len(pcm) / 2 / SAMPLE_RATE))
+    return clips
+
+
 def run(engines: list[str], *, vocabulary: str = "on", settings: VoiceSettings | None = None,
-        as_json: bool = False, verbose: bool = False) -> int:
+        as_json: bool = False, verbose: bool = False, domain: bool = False) -> int:
+    import tempfile
+
     settings = settings or VoiceSettings()
     clips = load_manifest()
+    if domain:
+        tmp = Path(tempfile.mkdtemp(prefix="hotline-domain-"))
+        clips = domain_clips(settings, tmp)
     modes = {"on": [True], "off": [False], "both": [False, True]}[vocabulary]
     results = [run_engine(e, clips, settings, vocabulary=v) for e in engines for v in modes]
     if as_json:
@@ -101,7 +128,8 @@ def run(engines: list[str], *, vocabulary: str = "on", settings: VoiceSettings |
             "other_detected": f"{r.other_ok}/{r.other_n}", "rtf": r.rtf, "load_s": r.load_s, "clips": r.rows,
         } for r in results], ensure_ascii=False, indent=2))
         return 0
-    print(f"{len(clips)} clips from {FIXTURES.name}/, threads={settings.threads}, beam={settings.beam_size}")
+    source = "hotline sentences spoken by the neural voice" if domain else f"{FIXTURES.name}/"
+    print(f"{len(clips)} clips from {source}, threads={settings.threads}, beam={settings.beam_size}")
     header = f"{'engine':16} {'vocab':>5} {'EN WER':>7} {'ZH CER':>7} {'mixed':>7} {'lang':>7} {'other':>6} {'RTF':>6} {'load s':>7}"
     print(header)
     print("-" * len(header))

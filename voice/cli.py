@@ -26,6 +26,8 @@ def add_commands(sub, bench_sub) -> None:
     p.add_argument("--vocabulary", default="on", choices=["on", "off", "both"],
                    help="with / without the hotline vocabulary prompt, or both side by side")
     p.add_argument("--beam", type=int, default=None, help="beam size (default from settings)")
+    p.add_argument("--domain", action="store_true",
+                   help="hotline sentences spoken by the neural voice instead of the recordings (vocabulary effect)")
     p.add_argument("--json", action="store_true")
     p.add_argument("-v", "--verbose", action="store_true", help="print every clip's transcript")
     p.set_defaults(func=cmd_bench_asr)
@@ -117,4 +119,5 @@ def cmd_bench_asr(args) -> int:
     if args.beam:
         settings = settings.model_copy(update={"beam_size": args.beam})
     engines = ["faster-whisper", "openai-whisper"] if args.engine == "all" else [args.engine]
-    return run(engines, vocabulary=args.vocabulary, settings=settings, as_json=args.json, verbose=args.verbose)
+    return run(engines, vocabulary=args.vocabulary, settings=settings, as_json=args.json, verbose=args.verbose,
+               domain=args.domain)
