@@ -10,6 +10,8 @@ say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 need=()
 command -v espeak-ng >/dev/null 2>&1 || need+=(espeak-ng)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+# A CJK font, or Chinese renders as empty boxes in the browser tests and screenshots.
+fc-list 2>/dev/null | grep -qi "wqy\|noto.*cjk" || need+=(fonts-wqy-microhei)
 if ((${#need[@]})); then
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
     say "installing system packages: ${need[*]}"

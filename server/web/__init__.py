@@ -1,0 +1,1 @@
+"""Pages served by the call service (the browser softphone at `/`; consoles live beside it)."""
