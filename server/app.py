@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse, Response
 
 from server.logging import configure_logging
 from server.metrics import Metrics
+from server.people.service import install_people
 from server.queue_service import WaitingList
 from server.session import CallContext, CallSession
 from server.settings import Settings
@@ -120,6 +121,8 @@ def create_app(
             raise
     else:
         app.include_router(softphone_router)
+
+    install_people(app, settings)  # agent queue, agent and supervisor consoles, accounts (server/people, issue 5)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

@@ -263,7 +263,14 @@ def main(args: argparse.Namespace) -> int:
         where = args.url
     else:
         print("bench call: starting a server (embedded defaults, temporary SQLite) ...", file=sys.stderr, flush=True)
-        env = {"HOTLINE_VOICE__TTS_CACHE_SIZE": "0"} if args.no_tts_cache else None
+        env = {"HOTLINE_VOICE__TTS_CACHE_SIZE": "0", "HOTLINE_VOICE__TTS_DISK_CACHE": "false"} if args.no_tts_cache else None
+        if not args.no_tts_cache:
+            # As in production after the first start: every knowledge-base answer is already synthesized (the
+            # server fills the cache in the background between calls; here it is filled before measuring).
+            from server.commands import warm_caches
+            from server.settings import Settings
+
+            warm_caches(Settings.load(getattr(args, "config", None)))
         with launch_server(ready_timeout_s=args.ready_timeout, env=env) as base:
             rows = measure(base)
         where = "a server started by the bench" + (" (synthesis cache off)" if args.no_tts_cache else "")

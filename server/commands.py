@@ -50,3 +50,33 @@ def add_commands(sub: Any, bench_sub: Any) -> None:
     serve.add_argument("--port", type=int, help="port (default 8000)")
     serve.add_argument("--db", help="database URL: sqlite+aiosqlite:///var/hotline.db (default) or postgresql+asyncpg://...")
     serve.set_defaults(func=_serve)
+    warm = sub.add_parser("warm", help="load the models and synthesize every prompt and answer into the disk cache")
+    warm.set_defaults(func=_warm)
+
+
+def warm_caches(settings: Settings, *, out: Any = None) -> dict[str, float]:
+    """Load the models and fill the synthesis cache with every prompt and knowledge-base answer (kept on disk)."""
+    import sys
+    import time
+
+    from server.wiring import load_components
+
+    out = out or sys.stderr
+    t0 = time.perf_counter()
+    comps = load_components(settings)
+    comps.warm_up()
+    print(f"warm: models loaded and warm in {time.perf_counter() - t0:.1f} s; filling the synthesis cache ...",
+          file=out, flush=True)
+    t1 = time.perf_counter()
+    for warm in comps.background_warmups:
+        warm()
+    synth = comps.synthesizer
+    print(f"warm: prompts and answers cached in {time.perf_counter() - t1:.1f} s "
+          f"(synthesized {getattr(synth, 'misses', '?')}, already cached {getattr(synth, 'hits', '?')})",
+          file=out, flush=True)
+    return {"total_s": time.perf_counter() - t0}
+
+
+def _warm(args: argparse.Namespace) -> int:
+    warm_caches(Settings.load(getattr(args, "config", None)))
+    return 0

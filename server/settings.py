@@ -21,6 +21,7 @@ from pydantic_settings import (
 )
 
 from routing.settings import RoutingSettings
+from server.queue_runtime import PeopleSettings
 from voice.settings import VoiceSettings
 
 # The file named by Settings.load(); a context variable rather than a class attribute so that tests (and two apps in
@@ -43,6 +44,7 @@ class Settings(BaseSettings):
 
     voice: VoiceSettings = Field(default_factory=VoiceSettings)
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
+    people: PeopleSettings = Field(default_factory=PeopleSettings)  # agent queue, consoles, accounts (issue 5)
 
     # --- HTTP ---
     host: str = "127.0.0.1"

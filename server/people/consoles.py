@@ -1,0 +1,287 @@
+"""The console websockets: `GET /ws/agent?token=…` (agents) and `GET /ws/supervisor?token=…` (supervisors, admins).
+
+Both refuse the upgrade (HTTP 403) without a valid token of an allowed role. Every JSON message is checked again:
+the token must still be valid (expiry, sign-out) and the message type must be allowed for the role
+(`WS_MESSAGES`); anything else gets `{"event": "error", "code": "forbidden" | "unknown_message" | ...}`.
+
+Agent console protocol
+    from the console (JSON, key "type"):
+        availability {state: available|away}    accept {call_id}    decline {call_id}
+        end {call_id}          hand_back {call_id}          reply {text}   (spoken to the caller by the synthesizer)
+        wrap_up {disposition, note}              complete_callback {task_id}
+        audio.format {sample_rate}   the microphone's rate when not 16000 (resampled here, at the edge)
+    binary: microphone audio, PCM16 mono (16 kHz unless audio.format said otherwise), sent to the caller on a call
+    to the console: hello, agent.state, queue, offer (language, topic, masked transcript so far), offer.withdrawn,
+        call.connected (full transcript), transcript (live lines: caller, bot, agent), decision, call.ended,
+        reply.sent, callback.task, error;  binary: the caller's audio, 16 kHz PCM16, 20 ms frames
+Supervisor console protocol
+    from the console: watch {call_id} | unwatch | listen {call_id} | unlisten       (watch and listen are audited)
+    to the console: hello, queue (with agents), live (calls in progress), transcript (masked), call.ended, error;
+        binary while listening: one byte channel (1 caller, 2 what the caller hears) + 16 kHz PCM16
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from fastapi import APIRouter, WebSocket
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+
+from routing.acd_types import AcdError
+from server.auth import PERMISSIONS, Principal, websocket_principal
+from server.masking import mask_text
+from server.people.live import Subscriber
+
+log = logging.getLogger("hotline.people.ws")
+router = APIRouter()
+
+# websocket path -> (permission needed to connect, message types allowed)
+WS_MESSAGES: dict[str, tuple[str, frozenset[str]]] = {
+    "/ws/agent": ("agent.console", frozenset({"availability", "accept", "decline", "end", "hand_back", "reply",
+                                               "wrap_up", "complete_callback", "audio.format", "ping"})),
+    "/ws/supervisor": ("calls.review", frozenset({"watch", "unwatch", "listen", "unlisten", "ping"})),
+}
+MAX_TEXT = 16 * 1024
+MAX_AUDIO = 64 * 1024
+
+
+class MaskingSubscriber(Subscriber):
+    """A supervisor's view of a live call: transcript text masked before it is queued."""
+
+    def put(self, item: Any) -> None:
+        if isinstance(item, dict) and isinstance(item.get("text"), str):
+            item = {**item, "text": mask_text(item["text"])}
+        super().put(item)
+
+
+async def _open(websocket: WebSocket, path: str) -> Principal | None:
+    permission, _ = WS_MESSAGES[path]
+    principal = await websocket_principal(websocket)
+    if principal is None or principal.role not in PERMISSIONS[permission]:
+        await websocket.close(code=1008)  # before accept: the upgrade is answered 403
+        return None
+    await websocket.accept()
+    return principal
+
+
+async def _writer(websocket: WebSocket, sub: Subscriber) -> None:
+    while True:
+        item = await sub.queue.get()
+        try:
+            if isinstance(item, (bytes, bytearray)):
+                await asyncio.wait_for(websocket.send_bytes(bytes(item)), 5)
+            else:
+                await asyncio.wait_for(websocket.send_text(json.dumps(item, ensure_ascii=False, default=str)), 5)
+        except Exception:
+            return
+
+
+async def _checked(websocket: WebSocket, path: str, principal: Principal, raw: str) -> dict[str, Any] | str:
+    """The parsed message, or an error code. The token is checked again: a signed-out session stops here."""
+    if len(raw) > MAX_TEXT:
+        return "too_large"
+    try:
+        msg = json.loads(raw)
+    except ValueError:
+        return "bad_json"
+    if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
+        return "bad_message"
+    again = await websocket_principal(websocket)
+    if again is None or again.user_id != principal.user_id:
+        return "session_expired"
+    permission, allowed = WS_MESSAGES[path]
+    if msg["type"] not in allowed:
+        return "unknown_message"
+    if again.role not in PERMISSIONS[permission]:
+        return "forbidden"
+    return msg
+
+
+async def _last_words(websocket: WebSocket, writer: asyncio.Task[None], sub: Subscriber, code: str) -> None:
+    """Say why the console is being closed, after what is already queued, then close with 1008 (policy)."""
+    _error(sub, code)
+    for _ in range(100):
+        if sub.queue.empty() or writer.done():
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)
+    try:
+        await websocket.close(code=1008)
+    except Exception:
+        pass
+
+
+def _error(sub: Subscriber, code: str, message: str = "") -> None:
+    sub.put({"event": "error", "code": code, "message": message or code.replace("_", " ")})
+
+
+@router.websocket("/ws/agent")
+async def agent_console(websocket: WebSocket) -> None:
+    principal = await _open(websocket, "/ws/agent")
+    if principal is None:
+        return
+    people = websocket.app.state.people
+    runtime = people.queue
+    sub = Subscriber(maxsize=1000)
+    writer = asyncio.create_task(_writer(websocket, sub))
+    languages = tuple(x for x in principal.languages if x in ("en", "zh")) or ("en",)
+    sub.put({"event": "hello", "user": {"name": principal.name, "role": principal.role, "languages": list(languages)}})
+    link = runtime.connect_agent(name=principal.name, languages=languages, sub=sub)  # then agent.state: away
+    sub.put({"event": "queue", **runtime.queue_view(masked=True), "agents": None})
+    try:
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                break
+            if message.get("bytes") is not None:
+                data = message["bytes"]
+                if len(data) > MAX_AUDIO or len(data) % 2:
+                    _error(sub, "bad_audio", "PCM16 frames of at most 64 KiB")
+                    continue
+                try:
+                    runtime.agent_audio(principal.name, data)
+                except AcdError as exc:
+                    _error(sub, "bad_audio", str(exc))
+                continue
+            msg = await _checked(websocket, "/ws/agent", principal, message.get("text") or "")
+            if isinstance(msg, str):
+                if msg == "session_expired":
+                    await _last_words(websocket, writer, sub, msg)
+                    break
+                _error(sub, msg)
+                continue
+            await _agent_message(runtime, principal, link, sub, msg)
+    except WebSocketDisconnect:
+        pass
+    finally:
+        if runtime.agents.get(principal.name) is link:
+            runtime.disconnect_agent(principal.name)
+        writer.cancel()
+        await asyncio.gather(writer, return_exceptions=True)
+        if websocket.application_state != WebSocketState.DISCONNECTED:
+            try:
+                await websocket.close()
+            except Exception:
+                pass
+
+
+async def _agent_message(runtime: Any, principal: Principal, link: Any, sub: Subscriber, msg: dict[str, Any]) -> None:
+    kind = msg["type"]
+    name = principal.name
+    try:
+        if kind == "ping":
+            sub.put({"event": "pong"})
+        elif kind == "availability":
+            runtime.set_availability(name, str(msg.get("state")))
+        elif kind in ("accept", "decline", "end", "hand_back"):
+            call_id = msg.get("call_id")
+            if not isinstance(call_id, str) or not call_id:
+                raise AcdError("call_id is required")
+            {"accept": runtime.accept, "decline": runtime.decline, "end": runtime.end_call,
+             "hand_back": runtime.hand_back}[kind](name, call_id)
+        elif kind == "reply":
+            text = msg.get("text")
+            if not isinstance(text, str):
+                raise AcdError("text is required")
+
+            async def speak() -> None:
+                try:
+                    said = await runtime.reply(name, text)
+                    sub.put({"event": "reply.sent", **said})
+                except AcdError as exc:
+                    _error(sub, "refused", str(exc))
+                except Exception as exc:  # synthesis overloaded or failed
+                    _error(sub, "reply_failed", type(exc).__name__)
+
+            runtime._spawn(speak())
+        elif kind == "wrap_up":
+            call_id = runtime.finish_wrap_up(name, disposition=str(msg.get("disposition") or ""),
+                                             note=str(msg.get("note") or ""))
+            sub.put({"event": "wrap_up.saved", "call_id": call_id})
+        elif kind == "complete_callback":
+            runtime.complete_callback(name, str(msg.get("task_id") or ""))
+        elif kind == "audio.format":
+            rate = msg.get("sample_rate")
+            if not isinstance(rate, int) or not 8000 <= rate <= 96000:
+                raise AcdError("sample_rate must be an integer between 8000 and 96000")
+            link.input_rate = rate
+    except AcdError as exc:
+        _error(sub, "refused", str(exc))
+
+
+@router.websocket("/ws/supervisor")
+async def supervisor_console(websocket: WebSocket) -> None:
+    principal = await _open(websocket, "/ws/supervisor")
+    if principal is None:
+        return
+    people = websocket.app.state.people
+    sub = MaskingSubscriber(maxsize=2000)
+    writer = asyncio.create_task(_writer(websocket, sub))
+    people.queue.observers.add(sub)
+    watching: Any = None
+    listening: Any = None
+
+    async def live_loop() -> None:
+        while True:
+            now = people.live.clock()
+            sub.put({"event": "live", "calls": [c.summary(now) for c in list(people.live.calls.values())]})
+            await asyncio.sleep(1.0)
+
+    ticker = asyncio.create_task(live_loop())
+    sub.put({"event": "hello", "user": {"name": principal.name, "role": principal.role}})
+    try:
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                break
+            if message.get("bytes") is not None:
+                _error(sub, "unexpected_audio", "supervisors only listen")
+                continue
+            msg = await _checked(websocket, "/ws/supervisor", principal, message.get("text") or "")
+            if isinstance(msg, str):
+                if msg == "session_expired":
+                    await _last_words(websocket, writer, sub, msg)
+                    break
+                _error(sub, msg)
+                continue
+            kind = msg["type"]
+            if kind == "ping":
+                sub.put({"event": "pong"})
+                continue
+            if kind in ("unwatch", "watch") and watching is not None:
+                watching.watchers.discard(sub)
+                watching = None
+            if kind in ("unlisten", "listen") and listening is not None:
+                listening.listeners.discard(sub)
+                listening = None
+            if kind in ("unwatch", "unlisten"):
+                sub.put({"event": kind + "ed"})
+            if kind in ("watch", "listen"):
+                live = people.live.get(str(msg.get("call_id") or ""))
+                if live is None:
+                    _error(sub, "no_such_call", "that call is not in progress")
+                    continue
+                await people.auth.audit(principal, "watch_live" if kind == "watch" else "listen", call_id=live.call_id)
+                if kind == "watch":
+                    watching = live
+                    live.watchers.add(sub)
+                    sub.put({"event": "watching", "call_id": live.call_id,
+                             "transcript": people.queue.transcript_of(live.call_id, masked=True) or
+                             [{**e.as_dict(), "text": mask_text(e.text)} for e in live.transcript]})
+                else:
+                    listening = live
+                    live.listeners.add(sub)
+                    sub.put({"event": "listening", "call_id": live.call_id})
+    except WebSocketDisconnect:
+        pass
+    finally:
+        people.queue.observers.discard(sub)
+        if watching is not None:
+            watching.watchers.discard(sub)
+        if listening is not None:
+            listening.listeners.discard(sub)
+        for task in (ticker, writer):
+            task.cancel()
+        await asyncio.gather(ticker, writer, return_exceptions=True)
