@@ -1,26 +1,12 @@
 """The real app (server.app.create_app) on a real uvicorn, on a free port, for the caller and softphone tests.
 
-Unlike tests/serving.py this takes a built app, so a test can add the softphone page when the app does not mount it
-itself yet (server/web/softphone.py's router).
+Built on tests/serving.py's launcher; adds the softphone page when an app does not mount it itself.
 """
 from __future__ import annotations
 
-import socket
-import threading
-import time
-from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
-import httpx
-import uvicorn
-
-from server.commands import uvicorn_config
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from serving import serve_app  # one launcher for every end-to-end test (re-exported to the tests)
 
 
 def with_softphone(app: Any) -> Any:
@@ -30,36 +16,6 @@ def with_softphone(app: Any) -> Any:
     if not any(getattr(route, "path", None) == "/" for route in app.router.routes):
         app.include_router(router)
     return app
-
-
-@contextmanager
-def serve_app(app: Any, settings: Any, *, ready_timeout_s: float = 300.0) -> Iterator[str]:
-    """Yield the base URL (http://127.0.0.1:PORT) once /readyz answers 200; stop the server afterwards."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn_config(app, settings, host="127.0.0.1", port=port, timeout_graceful_shutdown=5))
-    thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + ready_timeout_s
-    try:
-        while True:
-            if not thread.is_alive():
-                raise RuntimeError("the server thread died during start-up")
-            try:
-                r = httpx.get(f"{base}/readyz", timeout=2)
-                if r.status_code == 200:
-                    break
-                if r.json().get("status") == "error":
-                    raise RuntimeError(f"the server failed to load its models: {r.json()}")
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the server was not ready within {ready_timeout_s:.0f} s")
-            time.sleep(0.1)
-        yield base
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
 
 
 def ws_url(base: str, protocol: str) -> str:

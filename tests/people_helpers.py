@@ -3,18 +3,16 @@ accounts, tokens and a console websocket client."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import httpx
 import websockets
 
 from server.app import create_app
-from server.commands import uvicorn_config
 from server.settings import Settings
 
 PASSWORD = "correct horse battery staple"
@@ -47,41 +45,11 @@ def build_app(settings: Settings, *, components: Any = None) -> Any:
     return app
 
 
-def free_port() -> int:
-    import socket
+def serve(app: Any, settings: Settings, *, ready_timeout: float = 300.0):
+    """Yields http://127.0.0.1:PORT once /readyz is 200 (tests/serving.py's launcher)."""
+    from serving import serve_app
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def serve(app: Any, settings: Settings, *, ready_timeout: float = 300.0) -> Iterator[str]:
-    """Yields http://127.0.0.1:PORT once /readyz is 200."""
-    import uvicorn
-
-    port = free_port()
-    server = uvicorn.Server(uvicorn_config(app, settings, host="127.0.0.1", port=port, timeout_graceful_shutdown=5))
-    thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + ready_timeout
-    try:
-        while True:
-            if not thread.is_alive():
-                raise RuntimeError("the server thread died during start-up")
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError("the server did not become ready")
-            time.sleep(0.05)
-        yield base
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+    return serve_app(app, settings, ready_timeout_s=ready_timeout)
 
 
 def add_users(settings: Settings, users: list[tuple[str, str, str]], *, dev: bool = False) -> None:
