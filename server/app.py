@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Callable
@@ -31,6 +32,17 @@ log = logging.getLogger("hotline.app")
 
 CLOSE_TRY_AGAIN = 1013
 CLOSE_GOING_AWAY = 1001
+
+
+def _background_warm(comps: Components) -> None:
+    stopping = getattr(comps, "stopping", None)
+    for warm in comps.background_warmups:
+        if stopping is not None and stopping.is_set():
+            return
+        try:
+            warm()
+        except Exception:  # a cache miss later is slower, not wrong
+            log.exception("background warm-up failed")
 
 
 def create_app(
@@ -102,11 +114,11 @@ def create_app(
         comps.calls_active = lambda: bool(context.sessions)
         app.state.ready = True
         log.info("ready", extra={"timings": comps.timings})
-        for warm in comps.background_warmups:
-            try:
-                await asyncio.to_thread(warm)
-            except Exception:  # a cache miss later is slower, not wrong
-                log.exception("background warm-up failed")
+        if comps.background_warmups:
+            # A daemon thread, not the event loop's executor: filling the synthesis cache can take minutes with
+            # the neural voice, and neither a shutdown nor the interpreter's exit may wait for it (it also stops
+            # between segments once `stopping` is set).
+            threading.Thread(target=_background_warm, args=(comps,), name="warm-caches", daemon=True).start()
 
     app = FastAPI(title="hotline", summary="Bilingual (English / Mandarin) hotline call service", lifespan=lifespan)
     app.state.settings = settings

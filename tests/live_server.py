@@ -38,8 +38,10 @@ def shared_real_server(tmp_root: Any) -> str:
 
     # pace_audio=False: answers are sent as fast as they are synthesized (the callers still play them at 1x), so
     # a test does not sit through every answer's full length on the wire.
+    # warm_answers=False: filling the synthesis cache with every answer (minutes with the neural voice on a fresh
+    # checkout) would compete with the tests for the 2 cores; it has a test of its own.
     settings = Settings(db_url=f"sqlite+aiosqlite:///{tmp_root / 'real-calls.db'}", log_level="WARNING",
-                        pace_audio=False)
+                        pace_audio=False, warm_answers=False)
     context = serve_app(with_softphone(create_app(settings, configure_logs=False)), settings, ready_timeout_s=900)
     _SHARED["base"] = context.__enter__()
     atexit.register(context.__exit__, None, None, None)

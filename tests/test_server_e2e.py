@@ -50,7 +50,7 @@ def server(tmp_path_factory):
     from voice.tts import build_voice
 
     settings = Settings(db_url=f"sqlite+aiosqlite:///{db}", pace_audio=False, start_timeout_s=0.5, log_json=False,
-                        no_input_s=60.0, voice={"voice": "espeak"})
+                        no_input_s=60.0, voice={"voice": "espeak"}, warm_answers=False)
     questions = {
         "en": b"".join(c.pcm16 for c in build_voice(settings.voice, "espeak").synthesize(EN_QUESTION, "en")),
         "zh": b"".join(c.pcm16 for c in build_voice(settings.voice, "neural").synthesize(ZH_QUESTION, "zh")),
