@@ -76,7 +76,6 @@ def build_pools(settings: Any, metrics: Metrics) -> Pools:
 
 def load_components(settings: Any) -> Components:
     """Load the real models (blocking, seconds): call from a thread at start-up."""
-    from routing.prompts import Prompts
     from routing.router import Router
     from voice.asr import build_recognizer
     from voice.language import CallLanguage
@@ -97,7 +96,7 @@ def load_components(settings: Any) -> Components:
     base_vad = timed("vad", lambda: build_vad(voice))
     synthesizer = timed("synthesizer", lambda: build_synthesizer(voice))
     router = timed("router", lambda: Router.load(settings.routing))
-    prompts = timed("prompts", lambda: Prompts.load(settings.routing.prompts_path))
+    prompts = router.prompts  # loaded and validated once, by the router
 
     def make_transcriber(language_hint: str | None) -> Any:
         vad = base_vad.fork() if hasattr(base_vad, "fork") else build_vad(voice)
