@@ -52,13 +52,16 @@ class EngineResult:
         return self.compute_s / max(self.audio_s, 1e-9)
 
 
-def run_engine(engine: str, clips: list[Clip], settings: VoiceSettings, *, vocabulary: bool) -> EngineResult:
+def run_engine(engine: str, clips: list[Clip], settings: VoiceSettings, *, vocabulary: bool | None) -> EngineResult:
     from voice.asr import build_recognizer
 
     t0 = time.perf_counter()
-    # "--vocabulary on" in the bench prompts every served language, so the effect shows per language.
-    rec = build_recognizer(settings.model_copy(update={
-        "engine": engine, "use_vocabulary_prompt": vocabulary, "vocabulary_languages": ("en", "zh")}))
+    # vocabulary None: as the settings say (by default English only); True ("on"): every served language is
+    # prompted, so the effect shows per language; False: no prompt.
+    update: dict = {"engine": engine}
+    if vocabulary is not None:
+        update.update(use_vocabulary_prompt=vocabulary, vocabulary_languages=("en", "zh"))
+    rec = build_recognizer(settings.model_copy(update=update))
     rec.warm_up()
     res = EngineResult(engine=engine, vocabulary=vocabulary, load_s=time.perf_counter() - t0)
     for clip in clips:
@@ -110,7 +113,7 @@ def domain_clips(settings: VoiceSettings, folder: Path) -> list[Clip]:
     return clips
 
 
-def run(engines: list[str], *, vocabulary: str = "on", settings: VoiceSettings | None = None,
+def run(engines: list[str], *, vocabulary: str = "settings", settings: VoiceSettings | None = None,
         as_json: bool = False, verbose: bool = False, domain: bool = False) -> int:
     import tempfile
 
@@ -119,7 +122,7 @@ def run(engines: list[str], *, vocabulary: str = "on", settings: VoiceSettings |
     if domain:
         tmp = Path(tempfile.mkdtemp(prefix="hotline-domain-"))
         clips = domain_clips(settings, tmp)
-    modes = {"on": [True], "off": [False], "both": [False, True]}[vocabulary]
+    modes = {"settings": [None], "on": [True], "off": [False], "both": [False, True]}[vocabulary]
     results = [run_engine(e, clips, settings, vocabulary=v) for e in engines for v in modes]
     if as_json:
         print(json.dumps([{
@@ -134,7 +137,7 @@ def run(engines: list[str], *, vocabulary: str = "on", settings: VoiceSettings |
     print(header)
     print("-" * len(header))
     for r in results:
-        print(f"{r.engine:16} {'on' if r.vocabulary else 'off':>5} {r.rate('en'):7.1%} {r.rate('zh'):7.1%} "
+        print(f"{r.engine:16} {_vocab(r.vocabulary, settings):>5} {r.rate('en'):7.1%} {r.rate('zh'):7.1%} "
               f"{r.rate('mixed'):7.1%} {r.language_ok}/{r.language_n:<5} {r.other_ok}/{r.other_n:<4} "
               f"{r.rtf:6.3f} {r.load_s:7.1f}")
     if len({r.engine for r in results}) > 1:
@@ -144,5 +147,11 @@ def run(engines: list[str], *, vocabulary: str = "on", settings: VoiceSettings |
     if verbose:
         for r in results:
             for row in r.rows:
-                print(f"  [{r.engine} vocab={'on' if r.vocabulary else 'off'}] {row['file']:40} {row['label']:>6}:{row['code']:<4} {row['text'][:70]}")
+                print(f"  [{r.engine} vocab={_vocab(r.vocabulary, settings)}] {row['file']:40} {row['label']:>6}:{row['code']:<4} {row['text'][:70]}")
     return 0
+
+
+def _vocab(mode: bool | None, settings: VoiceSettings) -> str:
+    if mode is None:
+        return "+".join(settings.vocabulary_languages) if settings.use_vocabulary_prompt else "off"
+    return "on" if mode else "off"

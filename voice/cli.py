@@ -23,8 +23,9 @@ def add_commands(sub, bench_sub) -> None:
 
     p = bench_sub.add_parser("asr", help="WER/CER, language accuracy and real-time factor per engine")
     p.add_argument("--engine", default="all", choices=["all", "faster-whisper", "openai-whisper"])
-    p.add_argument("--vocabulary", default="on", choices=["on", "off", "both"],
-                   help="with / without the hotline vocabulary prompt, or both side by side")
+    p.add_argument("--vocabulary", default="settings", choices=["settings", "on", "off", "both"],
+                   help="the hotline vocabulary prompt as configured (default: English only), on for every "
+                        "language, off, or off and on side by side")
     p.add_argument("--beam", type=int, default=None, help="beam size (default from settings)")
     p.add_argument("--domain", action="store_true",
                    help="hotline sentences spoken by the neural voice instead of the recordings (vocabulary effect)")
