@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Callable, Any, Iterator, Sequence
 
 import numpy as np
 
@@ -85,7 +85,7 @@ STAGE_ORDER = ("endpoint_ms", "asr_ms", "route_ms", "tts_first_chunk_ms", "synth
 
 # ---------------------------------------------------------------- the server under test
 
-def _free_port() -> int:
+def free_port() -> int:
     import socket
 
     with socket.socket() as s:
@@ -93,13 +93,36 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_ready(base: str, *, timeout_s: float, died: Callable[[], str | None], poll_s: float = 0.1) -> None:
+    """Poll `base`/readyz until it says 200. `died()` returns why the server is gone (or None while it runs).
+
+    Raises RuntimeError when the server died or reports a failed model load, TimeoutError after `timeout_s`.
+    """
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        reason = died()
+        if reason is not None:
+            raise RuntimeError(reason)
+        try:
+            r = httpx.get(f"{base}/readyz", timeout=2)
+            if r.status_code == 200:
+                return
+            if r.json().get("status") == "error":
+                raise RuntimeError(f"the server failed to load its models: {r.json().get('error')}")
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the server was not ready within {timeout_s:.0f} s")
+        time.sleep(poll_s)
+
+
 @contextlib.contextmanager
 def launch_server(*, ready_timeout_s: float = 600.0, env: dict[str, str] | None = None) -> Iterator[str]:
     """`hotline serve` in a child process on a free port with a temporary SQLite database; yields http://HOST:PORT."""
-    import httpx
-
     with tempfile.TemporaryDirectory(prefix="hotline-bench-") as tmp:
-        port = _free_port()
+        port = free_port()
         db = f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}"
         log_path = Path(tmp) / "server.log"
         child_env = {**os.environ, "HOTLINE_LOG_LEVEL": "WARNING", **(env or {})}
@@ -110,22 +133,13 @@ def launch_server(*, ready_timeout_s: float = 600.0, env: dict[str, str] | None 
             )
             base = f"http://127.0.0.1:{port}"
             try:
-                deadline = time.monotonic() + ready_timeout_s
-                while True:
-                    if proc.poll() is not None:
-                        tail = log_path.read_text(errors="replace")[-2000:]
-                        raise RuntimeError(f"the server exited with {proc.returncode} during start-up:\n{tail}")
-                    try:
-                        r = httpx.get(f"{base}/readyz", timeout=2)
-                        if r.status_code == 200:
-                            break
-                        if r.json().get("status") == "error":
-                            raise RuntimeError(f"the server failed to load its models: {r.json().get('error')}")
-                    except httpx.TransportError:
-                        pass
-                    if time.monotonic() > deadline:
-                        raise TimeoutError(f"the server was not ready within {ready_timeout_s:.0f} s")
-                    time.sleep(0.25)
+                def died() -> str | None:
+                    if proc.poll() is None:
+                        return None
+                    tail = log_path.read_text(errors="replace")[-2000:]
+                    return f"the server exited with {proc.returncode} during start-up:\n{tail}"
+
+                wait_ready(base, timeout_s=ready_timeout_s, died=died, poll_s=0.25)
                 yield base
             finally:
                 if proc.poll() is None:

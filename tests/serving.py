@@ -2,22 +2,13 @@
 from __future__ import annotations
 
 import contextlib
-import socket
 import threading
-import time
 from typing import Any, Iterator
 
-import httpx
-
 from server.app import create_app
+from server.caller_bench import free_port, wait_ready  # the bench's launcher helpers serve the tests too
 from server.commands import uvicorn_config
 from server.settings import Settings
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextlib.contextmanager
@@ -30,22 +21,9 @@ def serve_app(app: Any, settings: Settings, *, ready_timeout_s: float = 300.0) -
     thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
     thread.start()
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + ready_timeout_s
     try:
-        while True:
-            if not thread.is_alive():
-                raise RuntimeError("the server thread died during start-up")
-            try:
-                r = httpx.get(f"{base}/readyz", timeout=2)
-                if r.status_code == 200:
-                    break
-                if r.json().get("status") == "error":
-                    raise RuntimeError(f"the server failed to load its models: {r.json()}")
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the server was not ready within {ready_timeout_s:.0f} s")
-            time.sleep(0.05)
+        wait_ready(base, timeout_s=ready_timeout_s, poll_s=0.05,
+                   died=lambda: None if thread.is_alive() else "the server thread died during start-up")
         yield base
     finally:
         server.should_exit = True
