@@ -208,3 +208,22 @@ def test_final_reuses_the_speculative_recognition_when_the_caller_stays_silent(r
     t = st.final(finals[-1])
     assert st.reused_finals == 1
     assert t.text == fresh.text  # the same audio, so the same words as a fresh recognition
+
+
+def test_sample_buffer_keeps_order_across_growth_and_front_drops():
+    from voice.streaming import _SampleBuffer
+
+    buf, reference = _SampleBuffer(capacity=1000), np.zeros(0, np.float32)
+    rng = np.random.default_rng(7)
+    for step in range(300):
+        chunk = rng.standard_normal(512).astype(np.float32)
+        buf.append(chunk)
+        reference = np.concatenate([reference, chunk])
+        if step % 7 == 0:
+            drop = int(rng.integers(0, 3000))
+            buf.drop_front(drop)
+            reference = reference[drop:]
+        assert len(buf) == len(reference)
+    assert np.array_equal(buf.slice(0, len(buf)), reference)
+    assert np.array_equal(buf.slice(100, 900), reference[100:900])
+    assert len(buf.slice(len(buf) - 5, len(buf) + 50)) == 5 and len(buf.slice(10, 5)) == 0

@@ -211,6 +211,40 @@ class FinalRequest:
 StreamEvent = Union[SpeechStarted, PartialRequest, FinalRequest]
 
 
+class _SampleBuffer:
+    """The audio kept for the current utterance. Appending a 32 ms window must not copy the whole utterance (with
+    np.concatenate a 25 s utterance copied ~600 MB, window by window, on the VAD's path); dropping from the front
+    only moves an offset."""
+
+    __slots__ = ("_data", "_start", "_end")
+
+    def __init__(self, capacity: int = SAMPLE_RATE * 4) -> None:
+        self._data = np.zeros(capacity, dtype=np.float32)
+        self._start = 0
+        self._end = 0
+
+    def __len__(self) -> int:
+        return self._end - self._start
+
+    def append(self, samples: np.ndarray) -> None:
+        n = len(samples)
+        if self._end + n > len(self._data):
+            live = self._data[self._start : self._end]
+            grown = np.empty(max(len(self._data), 2 * (len(live) + n)), dtype=np.float32)
+            grown[: len(live)] = live
+            self._data, self._start, self._end = grown, 0, len(live)
+        self._data[self._end : self._end + n] = samples
+        self._end += n
+
+    def drop_front(self, n: int) -> None:
+        self._start += min(max(n, 0), len(self))
+
+    def slice(self, a: int, b: int) -> np.ndarray:
+        """Samples [a, b) counted from the front, as a copy (it outlives later appends)."""
+        b = min(b, len(self))
+        return self._data[self._start + a : self._start + b].copy() if b > a else np.zeros(0, dtype=np.float32)
+
+
 class _Speculation:
     __slots__ = ("done", "result")
 
@@ -235,7 +269,7 @@ class StreamingTranscriber:
         self._pending = np.zeros(0, dtype=np.float32)  # samples not yet given to the VAD
         self._samples = 0  # samples consumed by the VAD so far (the stream clock)
         # Audio kept for the current utterance (+ pre-roll), with the stream time of its first sample.
-        self._keep = np.zeros(0, dtype=np.float32)
+        self._keep = _SampleBuffer()
         self._keep_start = 0.0
         self._utterance = 0
         self._hyp = HypothesisBuffer()
@@ -276,20 +310,20 @@ class StreamingTranscriber:
         return events
 
     def _append_keep(self, window: np.ndarray) -> None:
-        self._keep = np.concatenate([self._keep, window])
+        self._keep.append(window)
         if not self.endpointer.in_speech:
             # Outside speech keep only a pre-roll (padding + the windows that confirm the start).
             limit = int((self.settings.speech_pad_s + self.settings.min_speech_s * 2 + 0.1) * SAMPLE_RATE)
             if len(self._keep) > limit:
                 drop = len(self._keep) - limit
-                self._keep = self._keep[drop:]
+                self._keep.drop_front(drop)
                 self._keep_start += drop / SAMPLE_RATE
 
     def _slice(self, start_s: float, end_s: float) -> np.ndarray:
         pad = self.settings.speech_pad_s
         a = max(0, int(round((start_s - pad - self._keep_start) * SAMPLE_RATE)))
         b = min(len(self._keep), int(round((end_s + pad - self._keep_start) * SAMPLE_RATE)))
-        return self._keep[a:b].copy()
+        return self._keep.slice(a, b)
 
     def _on_endpoint(self, ev: EndpointEvent) -> list[StreamEvent]:
         if isinstance(ev, UtteranceStart):
@@ -306,7 +340,7 @@ class StreamingTranscriber:
                            self._utterance)
         # Drop what this utterance used; keep the tail (it may hold the next utterance's pre-roll).
         cut = max(0, int(round((ev.end_s - self._keep_start) * SAMPLE_RATE)))
-        self._keep = self._keep[cut:]
+        self._keep.drop_front(cut)
         self._keep_start += cut / SAMPLE_RATE
         return [req]
 
