@@ -196,9 +196,10 @@ class QueueRuntime:
                 if timeout is None:
                     await self._wake.wait()
                 else:
-                    await asyncio.wait_for(self._wake.wait(), timeout)
+                    async with asyncio.timeout(timeout):  # not wait_for: see server/transports/connection.py
+                        await self._wake.wait()
                 continue  # woken by an event: recompute the deadline
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             try:
                 self.tick()

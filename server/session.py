@@ -53,6 +53,7 @@ log = logging.getLogger("hotline.call")
 FRAME_BYTES = FRAME_SAMPLES * 2
 FRAME_S = FRAME_SAMPLES / SAMPLE_RATE
 CLOSE_NORMAL, CLOSE_POLICY, CLOSE_INTERNAL = 1000, 1008, 1011
+CLEANUP_WAIT_S = 5.0  # how long an ending call waits for its stages to stop before it records the end anyway
 
 # ------------------------------------------------------------------ messages between the stages
 
@@ -175,8 +176,9 @@ class CallSession:
             self._spawn(self._control_lane(), "control")
             timeout = self.settings.start_timeout_s if self.protocol == "native" else max(10.0, self.settings.start_timeout_s)
             try:
-                await asyncio.wait_for(self._wait_start_or_end(), timeout)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(timeout):  # not wait_for: it can swallow a cancel on Python 3.11
+                    await self._wait_start_or_end()
+            except TimeoutError:
                 if self.protocol != "native":
                     self._control_now(EndCall("error", "no_start_event", CLOSE_POLICY))
             if self._end is None:
@@ -257,10 +259,19 @@ class CallSession:
     async def _cleanup(self) -> None:
         end = self._end or EndCall("error", "unknown")
         current = asyncio.current_task()
-        for task in [*self._tasks, self._partial_task, self._spec_task, self._play_task]:
-            if task is not None and task is not current and not task.done():
+        tasks = [t for t in [*self._tasks, self._partial_task, self._spec_task, self._play_task] if t is not None and t is not current]
+        for task in tasks:
+            if not task.done():
                 task.cancel()
-        await asyncio.gather(*[t for t in [*self._tasks, self._partial_task, self._spec_task, self._play_task] if t is not None], return_exceptions=True)
+        if tasks:
+            # Bounded: a stage that does not stop must not keep the call from getting its final state.
+            done, stuck = await asyncio.wait(tasks, timeout=CLEANUP_WAIT_S)
+            for task in done:
+                if not task.cancelled():
+                    task.exception()  # retrieved: the stage guard has already logged it
+            if stuck:
+                log.error("stages did not stop", extra={"stages": sorted(t.get_name().split("-")[0] for t in stuck)})
+                self.metrics.errors.labels(kind="stuck_stage").inc()
         if self._queued:
             self.ctx.queue.leave(self.call_id, reason=end.reason, now=self.clock())
         self.recorder.end(state=end.state, reason=end.reason)

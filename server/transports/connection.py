@@ -41,6 +41,7 @@ class Connection:
         self.on_slow_consumer = on_slow_consumer
         self._queue: asyncio.Queue[str | bytes] = asyncio.Queue(maxsize=send_queue_max)
         self._writer: asyncio.Task[None] | None = None
+        self._in_flight = False  # a frame is taken from the queue and being written
         self.broken = False  # the peer is gone or stopped reading: nothing more can be sent
         self.closed_by_peer = False
 
@@ -85,23 +86,36 @@ class Connection:
     async def _write_loop(self) -> None:
         while True:
             frame = await self._queue.get()
+            self._in_flight = True
             try:
-                if isinstance(frame, bytes):
-                    await asyncio.wait_for(self.ws.send_bytes(frame), self.send_timeout_s)
-                else:
-                    await asyncio.wait_for(self.ws.send_text(frame), self.send_timeout_s)
-            except asyncio.TimeoutError:
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancel that lands just as the
+                # send completes, and this loop would then wait on the empty queue for ever (seen in CI: a call
+                # whose close never came).
+                async with asyncio.timeout(self.send_timeout_s):
+                    if isinstance(frame, bytes):
+                        await self.ws.send_bytes(frame)
+                    else:
+                        await self.ws.send_text(frame)
+            except TimeoutError:
                 self._slow()
                 return
             except Exception:  # the peer went away while we were writing; the reader reports the disconnect
                 self.broken = True
                 return
+            finally:
+                self._in_flight = False
 
     async def flush(self, timeout: float = 2.0) -> None:
         """Let the writer send what is queued (the last events of a call) before closing."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while not self.broken and self._queue.qsize() and loop.time() < deadline and self._writer and not self._writer.done():
+        while (
+            not self.broken
+            and (self._queue.qsize() or self._in_flight)  # the frame being written counts: it may be call.ended
+            and loop.time() < deadline
+            and self._writer
+            and not self._writer.done()
+        ):
             await asyncio.sleep(0.01)
 
     async def close(self, code: int = 1000, *, timeout: float = 2.0) -> None:
@@ -109,12 +123,14 @@ class Connection:
             if not self.broken:
                 await self.flush(timeout)
             self._writer.cancel()
-            await asyncio.gather(self._writer, return_exceptions=True)
+            # Bounded: a writer stuck in a send must not keep the call from ending.
+            await asyncio.wait({self._writer}, timeout=timeout)
         if self.closed_by_peer:
             return
         try:
             if self.ws.application_state != WebSocketState.DISCONNECTED:
                 # A peer that stopped reading will not take the close frame either: do not wait long for it.
-                await asyncio.wait_for(self.ws.close(code=code), 0.3 if self.broken else timeout)
+                async with asyncio.timeout(0.3 if self.broken else timeout):
+                    await self.ws.close(code=code)
         except Exception:  # already closed, or the peer does not answer the close handshake
             pass
