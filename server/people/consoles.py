@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Any
+from typing import Any, AsyncIterator, Callable
 
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
@@ -70,10 +70,11 @@ async def _writer(websocket: WebSocket, sub: Subscriber) -> None:
     while True:
         item = await sub.queue.get()
         try:
-            if isinstance(item, (bytes, bytearray)):
-                await asyncio.wait_for(websocket.send_bytes(bytes(item)), 5)
-            else:
-                await asyncio.wait_for(websocket.send_text(json.dumps(item, ensure_ascii=False, default=str)), 5)
+            async with asyncio.timeout(5):  # not wait_for: see server/transports/connection.py
+                if isinstance(item, (bytes, bytearray)):
+                    await websocket.send_bytes(bytes(item))
+                else:
+                    await websocket.send_text(json.dumps(item, ensure_ascii=False, default=str))
         except Exception:
             return
 
@@ -97,6 +98,29 @@ async def _checked(websocket: WebSocket, path: str, principal: Principal, raw: s
     if again.role not in PERMISSIONS[permission]:
         return "forbidden"
     return msg
+
+
+async def _messages(
+    websocket: WebSocket, path: str, principal: Principal, sub: Subscriber, writer: asyncio.Task[None],
+    *, on_binary: Callable[[bytes], None],
+) -> AsyncIterator[dict[str, Any]]:
+    """A console's checked JSON messages until it disconnects. A bad one is answered with an error event and
+    skipped; binary frames go to `on_binary`; an expired session gets its last word and a 1008 close."""
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        if message.get("bytes") is not None:
+            on_binary(message["bytes"])
+            continue
+        msg = await _checked(websocket, path, principal, message.get("text") or "")
+        if msg == "session_expired":
+            await _last_words(websocket, writer, sub, msg)
+            return
+        if isinstance(msg, str):
+            _error(sub, msg)
+            continue
+        yield msg
 
 
 async def _last_words(websocket: WebSocket, writer: asyncio.Task[None], sub: Subscriber, code: str) -> None:
@@ -130,28 +154,18 @@ async def agent_console(websocket: WebSocket) -> None:
     sub.put({"event": "hello", "user": {"name": principal.name, "role": principal.role, "languages": list(languages)}})
     link = runtime.connect_agent(name=principal.name, languages=languages, sub=sub)  # then agent.state: away
     sub.put({"event": "queue", **runtime.queue_view(masked=True), "agents": None})
+
+    def audio(data: bytes) -> None:
+        if len(data) > MAX_AUDIO or len(data) % 2:
+            _error(sub, "bad_audio", "PCM16 frames of at most 64 KiB")
+            return
+        try:
+            runtime.agent_audio(principal.name, data)
+        except AcdError as exc:
+            _error(sub, "bad_audio", str(exc))
+
     try:
-        while True:
-            message = await websocket.receive()
-            if message["type"] == "websocket.disconnect":
-                break
-            if message.get("bytes") is not None:
-                data = message["bytes"]
-                if len(data) > MAX_AUDIO or len(data) % 2:
-                    _error(sub, "bad_audio", "PCM16 frames of at most 64 KiB")
-                    continue
-                try:
-                    runtime.agent_audio(principal.name, data)
-                except AcdError as exc:
-                    _error(sub, "bad_audio", str(exc))
-                continue
-            msg = await _checked(websocket, "/ws/agent", principal, message.get("text") or "")
-            if isinstance(msg, str):
-                if msg == "session_expired":
-                    await _last_words(websocket, writer, sub, msg)
-                    break
-                _error(sub, msg)
-                continue
+        async for msg in _messages(websocket, "/ws/agent", principal, sub, writer, on_binary=audio):
             await _agent_message(runtime, principal, link, sub, msg)
     except WebSocketDisconnect:
         pass
@@ -232,20 +246,8 @@ async def supervisor_console(websocket: WebSocket) -> None:
     ticker = asyncio.create_task(live_loop())
     sub.put({"event": "hello", "user": {"name": principal.name, "role": principal.role}})
     try:
-        while True:
-            message = await websocket.receive()
-            if message["type"] == "websocket.disconnect":
-                break
-            if message.get("bytes") is not None:
-                _error(sub, "unexpected_audio", "supervisors only listen")
-                continue
-            msg = await _checked(websocket, "/ws/supervisor", principal, message.get("text") or "")
-            if isinstance(msg, str):
-                if msg == "session_expired":
-                    await _last_words(websocket, writer, sub, msg)
-                    break
-                _error(sub, msg)
-                continue
+        no_audio = lambda _data: _error(sub, "unexpected_audio", "supervisors only listen")  # noqa: E731
+        async for msg in _messages(websocket, "/ws/supervisor", principal, sub, writer, on_binary=no_audio):
             kind = msg["type"]
             if kind == "ping":
                 sub.put({"event": "pong"})
