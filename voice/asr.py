@@ -82,7 +82,9 @@ class FasterWhisperEngine:
         from faster_whisper import WhisperModel
 
         self.device = _resolve_device(settings.device)
-        self.compute_type = "float16" if self.device == "cuda" else "int8"
+        self.compute_type = settings.compute_type
+        if self.compute_type == "auto":
+            self.compute_type = "float16" if self.device == "cuda" else "int8"
         self._model = WhisperModel(
             str(whisper_ct2_dir(settings.cache_dir)), device=self.device, compute_type=self.compute_type,
             cpu_threads=settings.threads, num_workers=1,

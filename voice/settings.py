@@ -21,6 +21,8 @@ class VoiceSettings(BaseModel):
     cache_dir: Path = Field(default_factory=default_cache_dir)
     threads: int = Field(default=2, ge=1, le=64)
     beam_size: int = Field(default=1, ge=1, le=10)
+    # CTranslate2 precision; auto = int8 on the CPU (fastest here), float16 on CUDA.
+    compute_type: Literal["auto", "int8", "int8_float32", "float32", "float16", "int8_float16"] = "auto"
     use_vocabulary_prompt: bool = True  # hotline terms in the initial prompt (see bench asr --vocabulary)
     # Measured with `hotline bench asr --vocabulary both` (faster-whisper, beam 1). Real recordings: the English
     # prompt lowers WER 5.0% -> 3.4%; the Chinese prompt raises CER 12.1% -> 15.9% (a 1 s clip is then judged

@@ -55,6 +55,9 @@ def add_commands(sub, bench_sub) -> None:
                    help="Kokoro style vector(s) to average, e.g. jm_kumo+jf_gongitsune; repeat to compare several")
     p.add_argument("--vocabulary", action="store_true",
                    help="let Whisper use the hotline vocabulary prompt (off: measure the voice, not the prompt)")
+    p.add_argument("--judge", default="reference", choices=["reference", "deployed"],
+                   help="reference: Whisper base in float32 with beam 5, the same on every CPU (default); "
+                        "deployed: the recognizer as calls run it (int8, beam from settings)")
     p.add_argument("--json", action="store_true")
     p.add_argument("-v", "--verbose", action="store_true", help="print every sentence's transcript")
     p.set_defaults(func=cmd_bench_tts)
@@ -133,12 +136,12 @@ def _voices(args, settings: VoiceSettings):
 
 
 def bench_tts(settings: VoiceSettings, voices, *, vocabulary: bool = False, verbose: bool = False,
-              sentences: dict[str, tuple[str, ...]] = BENCH_SENTENCES) -> list[dict]:
+              sentences: dict[str, tuple[str, ...]] = BENCH_SENTENCES, judge: VoiceSettings | None = None) -> list[dict]:
     """Synthesize every sentence with every voice, transcribe it back (forced language), score and time it."""
     from voice.audio import pcm16_to_float
-    from voice.tts.scoring import errors
+    from voice.tts.scoring import errors, judge_settings
 
-    rec = _recognizer(settings)
+    rec = _recognizer(judge or judge_settings(settings))
     rows = []
     for label, synth in voices:
         synth.warm_up()  # model load and first-call costs are not synthesis speed
@@ -163,15 +166,18 @@ def bench_tts(settings: VoiceSettings, voices, *, vocabulary: bool = False, verb
 
 
 def cmd_bench_tts(args) -> int:
+    from voice.tts.scoring import judge_settings
+
     settings = _voice_settings(args)
-    rows = bench_tts(settings, _voices(args, settings), vocabulary=args.vocabulary, verbose=args.verbose)
+    judge = judge_settings(settings) if args.judge == "reference" else settings
+    rows = bench_tts(settings, _voices(args, settings), vocabulary=args.vocabulary, verbose=args.verbose, judge=judge)
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
     n_en, n_zh = len(BENCH_SENTENCES["en"]), len(BENCH_SENTENCES["zh"])
     print(f"TTS round trip: {n_en} English + {n_zh} Mandarin hotline sentences, transcribed back with Whisper base "
-          f"({settings.engine}, forced language, vocabulary prompt {'on' if args.vocabulary else 'off'}); "
-          f"{settings.threads} thread(s)")
+          f"({judge.engine} {judge.compute_type} beam {judge.beam_size}, {args.judge} judge, forced language, "
+          f"vocabulary prompt {'on' if args.vocabulary else 'off'}); {settings.threads} thread(s)")
     print(f"{'voice':<34}{'EN WER':>8}{'ZH CER':>8}{'audio s':>9}{'synth s':>9}{'RTF':>8}")
     for r in rows:
         print(f"{r['voice']:<34}{r.get('wer_en', float('nan')):>8.1%}{r.get('cer_zh', float('nan')):>8.1%}"
