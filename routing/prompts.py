@@ -21,6 +21,7 @@ REQUIRED_KEYS = (
     "please_hold",
     "queue_position",
     "transferring",
+    "no_answer_transfer",
     "goodbye",
     "repeat",
     "no_input_reprompt",

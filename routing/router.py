@@ -218,9 +218,14 @@ class Router:
         if verdict.kind == "language_not_served":
             return Decision("agent", HUMAN_AGENT, None, hint or "en", self._prompt("language_not_served", "both"),
                             0.0, 0.0, verdict.reason, other)
-        if verdict.kind in ("agent_request", "agent_after_misses"):
+        if verdict.kind == "agent_request":
             entry_id = best.entry.id if best and best.entry.topic == HUMAN_AGENT else None
             return Decision("agent", HUMAN_AGENT, entry_id, answer_lang, self._prompt("transferring", answer_lang),
+                            score, retrieval.margin, verdict.reason)
+        if verdict.kind == "agent_after_misses":
+            # The caller did not ask for a person: say why they are being put through.
+            return Decision("agent", HUMAN_AGENT, None, answer_lang,
+                            self._prompt("no_answer_transfer", answer_lang),
                             score, retrieval.margin, verdict.reason)
         if verdict.kind == "clarify":
             entry_id = best.entry.id if best and best.entry.topic == verdict.topic else None

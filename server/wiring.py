@@ -123,7 +123,8 @@ def load_components(settings: Any) -> Components:
     def warm_other_prompts() -> None:
         # The other fixed prompts are cached in the background after ready: with the neural voice on 2 cores they
         # take over a minute together (measured 87 s), which must not delay start-up.
-        synthesize_prompts(("language_not_served", "transferring", "please_hold", "repeat", "no_input_reprompt", "goodbye"))
+        synthesize_prompts(("language_not_served", "transferring", "no_answer_transfer", "please_hold", "repeat",
+                            "no_input_reprompt", "goodbye"))
 
     def warm_answers() -> None:
         # Every knowledge-base answer, in both languages, into the synthesis cache (kept on disk across restarts:

@@ -29,6 +29,7 @@ PROMPTS = {
         "queue_position": {"en": "You are number {position}, about {wait_minutes} minutes.",
                            "zh": "您排在第{position}位，大约{wait_minutes}分钟。"},
         "transferring": {"en": "Transferring you to a colleague.", "zh": "正在为您转接人工服务。"},
+        "no_answer_transfer": {"en": "No answer found; transferring you.", "zh": "没有找到答案，正在为您转接。"},
         "goodbye": {"en": "Goodbye.", "zh": "再见。"},
         "repeat": {"en": "Could you repeat that?", "zh": "请您再说一遍。"},
         "no_input_reprompt": {"en": "Are you still there?", "zh": "您还在吗？"},

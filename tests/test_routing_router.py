@@ -123,12 +123,16 @@ def test_out_of_scope_is_never_answered_as_in_scope(router, text, language):
     assert (d.route, d.topic, d.language) == ("answer", "out_of_scope", language)
 
 
-def test_two_misses_offer_a_person(router):
+@pytest.mark.parametrize("language, texts", [("en", ("hello? um, hello?", "I have a question")),
+                                             ("zh", ("嗯那个", "我想问个事情"))])
+def test_two_misses_put_the_caller_through_and_say_why(router, language, texts):
     state = router.new_dialog()
-    first = router.decide("hello? um, hello?", language="en", state=state, now=0.0)
-    second = router.decide("I have a question", language="en", state=state, now=4.0)
-    assert first.route == "clarify" and first.answer == router.prompts.text("repeat", "en")
-    assert (second.route, second.topic) == ("agent", "human_agent")
+    first = router.decide(texts[0], language=language, state=state, now=0.0)
+    second = router.decide(texts[1], language=language, state=state, now=4.0)
+    assert first.route == "clarify" and first.answer == router.prompts.text("repeat", language)
+    assert (second.route, second.topic, second.language) == ("agent", "human_agent", language)
+    assert second.answer == router.prompts.text("no_answer_transfer", language)
+    assert second.answer != router.prompts.text("transferring", language)
 
 
 BAD_INPUTS = [
