@@ -25,7 +25,7 @@ from fastapi import Depends, HTTPException, Request, WebSocket
 from sqlalchemy import select, update
 
 from server.people.models import ROLES, AuditEntry, AuthToken, User
-from server.store.models import utcnow
+from server.store.models import as_utc, utcnow
 
 COOKIE = "hotline_session"
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
@@ -131,10 +131,6 @@ class Principal:
         return self.role in PERMISSIONS[permission]
 
 
-def _aware(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=dt.timezone.utc)
-
-
 class AuthService:
     """Accounts, tokens and the audit log on the store's engine. `now` is injectable for expiry tests."""
 
@@ -203,7 +199,7 @@ class AuthService:
         if row is None:
             return None
         tok, user = row
-        if tok.revoked or user.disabled or _aware(tok.expires_at) <= self.now():
+        if tok.revoked or user.disabled or as_utc(tok.expires_at) <= self.now():
             return None
         if user.dev_only and not self.dev_mode:
             return None

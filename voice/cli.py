@@ -38,7 +38,7 @@ def add_commands(sub, bench_sub) -> None:
     p.set_defaults(func=lambda args: __import__("voice.bench_vad", fromlist=["run"]).run(as_json=args.json))
 
 
-def _voice_settings(args) -> VoiceSettings:
+def settings_from_args(args) -> VoiceSettings:
     # The dispatcher (server/cli.py) reads settings once (env + optional file) and hands a loader down, so this
     # layer never imports server/.
     loader = getattr(args, "load_settings", None)
@@ -50,7 +50,7 @@ def cmd_transcribe(args) -> int:
     from voice.audio import AudioFormatError, decode_file
     from voice.streaming import transcribe_file
 
-    settings = _voice_settings(args)
+    settings = settings_from_args(args)
     if args.no_vocabulary:
         settings = settings.model_copy(update={"use_vocabulary_prompt": False})
     rec = build_recognizer(settings, engine=args.engine)
@@ -89,7 +89,7 @@ def _as_dict(t) -> dict:
 def cmd_models(args) -> int:
     from voice.models import whisper_status
 
-    settings = _voice_settings(args)
+    settings = settings_from_args(args)
     statuses = whisper_status(settings.cache_dir)
     try:
         from voice.tts import model_status as tts_status
@@ -116,7 +116,7 @@ def cmd_models(args) -> int:
 def cmd_bench_asr(args) -> int:
     from voice.bench import run
 
-    settings = _voice_settings(args)
+    settings = settings_from_args(args)
     if args.beam:
         settings = settings.model_copy(update={"beam_size": args.beam})
     engines = ["faster-whisper", "openai-whisper"] if args.engine == "all" else [args.engine]

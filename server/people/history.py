@@ -20,7 +20,7 @@ from sqlalchemy.orm import aliased
 
 from server.masking import mask_text
 from server.people.models import AgentTurn, QueueOutcome
-from server.store.models import Call, CallEvent, Turn
+from server.store.models import Call, CallEvent, Turn, as_utc
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,7 @@ def call_summary(c: Call, o: QueueOutcome | None, turns: list[Turn]) -> dict[str
     escalation = next((t for t in answers if t.route == "agent"), None)
     duration = None
     if c.ended_at is not None and c.started_at is not None:
-        duration = round((_aware(c.ended_at) - _aware(c.started_at)).total_seconds(), 1)
+        duration = round((as_utc(c.ended_at) - as_utc(c.started_at)).total_seconds(), 1)
     return {
         "call_id": c.id, "protocol": c.protocol, "started_at": _iso(c.started_at), "ended_at": _iso(c.ended_at),
         "duration_s": duration, "state": c.state, "reason": c.reason, "language": c.language or c.queue_language,
@@ -114,10 +114,6 @@ def call_summary(c: Call, o: QueueOutcome | None, turns: list[Turn]) -> dict[str
     }
 
 
-def _aware(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=dt.timezone.utc)
-
-
 async def call_transcript(store: Any, call_id: str, *, masked: bool) -> dict[str, Any] | None:
     """The call with every turn (caller, bot, agent) and the bot's decisions, in time order."""
     async with store.sessions() as s:
@@ -128,8 +124,8 @@ async def call_transcript(store: Any, call_id: str, *, masked: bool) -> dict[str
         turns = list((await s.execute(select(Turn).where(Turn.call_id == call_id).order_by(Turn.seq))).scalars())
         agent_turns = list((await s.execute(select(AgentTurn).where(AgentTurn.call_id == call_id).order_by(AgentTurn.id))).scalars())
         events = list((await s.execute(select(CallEvent).where(CallEvent.call_id == call_id).order_by(CallEvent.id))).scalars())
-    t0 = _aware(call.started_at)
-    rel = lambda at: round((_aware(at) - t0).total_seconds(), 2)  # noqa: E731
+    t0 = as_utc(call.started_at)
+    rel = lambda at: round((as_utc(at) - t0).total_seconds(), 2)  # noqa: E731
     m = (lambda x: mask_text(x)) if masked else (lambda x: x)  # noqa: E731
     items: list[dict[str, Any]] = []
     for t in turns:
@@ -201,7 +197,7 @@ async def dashboard(store: Any, *, days: int = 30, today: dt.date | None = None)
     waits: list[float] = []
     bot_only = escalated = 0
     for call, outcome in rows:
-        day = _aware(call.started_at).date().isoformat()
+        day = as_utc(call.started_at).date().isoformat()
         answers = per_call.get(call.id, [])
         agent_turn = next((a for a in answers if a.route == "agent"), None)
         is_escalated = agent_turn is not None or call.queued_at is not None

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from voice.cli import settings_from_args
 from voice.settings import VoiceSettings
 
 # A fixed bilingual set from the hotline's domain: greetings, permits, dates, phone and application numbers, times.
@@ -63,11 +64,6 @@ def add_commands(sub, bench_sub) -> None:
     p.set_defaults(func=cmd_bench_tts)
 
 
-def _voice_settings(args) -> VoiceSettings:
-    loader = getattr(args, "load_settings", None)  # set by server/cli.py when it read a settings file
-    return loader().voice if loader else VoiceSettings()
-
-
 # ---------------------------------------------------------------- hotline say
 
 def cmd_say(args) -> int:
@@ -75,7 +71,7 @@ def cmd_say(args) -> int:
     from voice.tts import build_voice, pcm16_of, script_language, to_telephone
     from voice.tts.textnorm import has_speakable
 
-    settings = _voice_settings(args)
+    settings = settings_from_args(args)
     language = args.language or script_language(args.text)
     if not has_speakable(args.text):
         print("error: nothing to say (the text is empty, or only symbols / links)", file=sys.stderr)
@@ -168,7 +164,7 @@ def bench_tts(settings: VoiceSettings, voices, *, vocabulary: bool = False, verb
 def cmd_bench_tts(args) -> int:
     from voice.tts.scoring import judge_settings
 
-    settings = _voice_settings(args)
+    settings = settings_from_args(args)
     judge = judge_settings(settings) if args.judge == "reference" else settings
     rows = bench_tts(settings, _voices(args, settings), vocabulary=args.vocabulary, verbose=args.verbose, judge=judge)
     if args.json:
