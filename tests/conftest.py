@@ -1,8 +1,11 @@
 """Shared fixtures. Models load once per test session (they are the slow part)."""
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import shutil
 import subprocess
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -52,3 +55,35 @@ def espeak_say(text: str, voice: str, tmp_path: Path) -> np.ndarray:
     out = tmp_path / f"{voice}.wav"
     subprocess.run([exe, "-v", voice, "-w", str(out), text], check=True, capture_output=True, timeout=60)
     return decode_file(out)
+
+
+PG_ADMIN = dict(host="127.0.0.1", port=5432, user="postgres", database="test")
+
+
+def _pg_admin(sql: str) -> None:
+    """Run one statement as the PostgreSQL admin, in a thread of its own: a fixture may be asked for from inside
+    a running event loop (async fixtures), where asyncio.run cannot start another."""
+
+    async def run() -> None:
+        import asyncpg
+
+        conn = await asyncpg.connect(**PG_ADMIN, timeout=3)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, run()).result()
+
+
+@pytest.fixture(scope="module")
+def pg_url():
+    """A fresh PostgreSQL database for this test module, dropped afterwards; the tests skip without PostgreSQL."""
+    name = f"hotline_test_{uuid.uuid4().hex[:12]}"
+    try:
+        _pg_admin(f'CREATE DATABASE "{name}"')
+    except Exception as exc:  # noqa: BLE001
+        pytest.skip(f"PostgreSQL not reachable at 127.0.0.1:5432: {exc}")
+    yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+    _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

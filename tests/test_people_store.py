@@ -3,9 +3,7 @@ finds Chinese and English words (no word spaces needed, LIKE wildcards taken lit
 count what they should, transcripts come back masked for review."""
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-import uuid
 
 import pytest
 from sqlalchemy import text
@@ -15,37 +13,6 @@ from server.people import history
 from server.people.models import AgentTurn, AuditEntry, QueueOutcome
 from server.store import Store
 from server.store.models import Call, Turn
-
-PG_ADMIN = dict(host="127.0.0.1", port=5432, user="postgres", database="test")
-
-
-async def _pg_admin(sql: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(**PG_ADMIN, timeout=3)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
-def _admin(sql: str) -> None:
-    """In a thread of its own: the async fixtures ask for the database from inside their event loop."""
-    import concurrent.futures
-
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        pool.submit(asyncio.run, _pg_admin(sql)).result()
-
-
-@pytest.fixture(scope="module")
-def pg_url():
-    name = f"hotline_people_{uuid.uuid4().hex[:12]}"
-    try:
-        _admin(f'CREATE DATABASE "{name}"')
-    except Exception as exc:  # noqa: BLE001
-        pytest.skip(f"PostgreSQL not reachable at 127.0.0.1:5432: {exc}")
-    yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
-    _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

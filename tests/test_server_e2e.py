@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import websockets
 
+from fakes import silence
 from server.settings import Settings
 from server.store import Store
 from serving import running_server
@@ -33,10 +34,6 @@ ZH_QUESTION = "我想申请外国人工作许可，需要准备哪些材料？"
 
 def recording(name: str) -> bytes:
     return float_to_pcm16(decode_file(RECORDINGS / name))
-
-
-def silence(seconds: float) -> bytes:
-    return b"\x00\x00" * int(seconds * 16000)
 
 
 @pytest.fixture(scope="module")
