@@ -800,8 +800,3 @@ async def run_call(
         await asyncio.gather(sender, return_exceptions=True)
         call.report.duration_s = call.now()
     return call.report
-
-
-def percentile(values: Sequence[float], q: float) -> float | None:
-    """Linear-interpolated percentile (numpy's default), None for no values."""
-    return float(np.percentile(np.asarray(values, dtype=float), q)) if values else None

@@ -10,7 +10,6 @@ trigram indexes are the way up when it is not.
 from __future__ import annotations
 
 import datetime as dt
-import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +18,7 @@ from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.orm import aliased
 
 from server.masking import mask_text
+from server.metrics import percentile
 from server.people.models import AgentTurn, QueueOutcome
 from server.store.models import Call, CallEvent, Turn, as_utc
 
@@ -166,15 +166,6 @@ async def export_rows(store: Any, f: CallFilter) -> list[dict[str, Any]]:
     return out
 
 
-def percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    xs = sorted(values)
-    k = (len(xs) - 1) * q
-    lo, hi = math.floor(k), math.ceil(k)
-    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
-
-
 async def dashboard(store: Any, *, days: int = 30, today: dt.date | None = None) -> dict[str, Any]:
     today = today or dt.datetime.now(dt.timezone.utc).date()
     start = today - dt.timedelta(days=days - 1)
@@ -227,7 +218,7 @@ async def dashboard(store: Any, *, days: int = 30, today: dt.date | None = None)
         "escalations": escalated,
         "escalation_reasons": dict(reasons.most_common()),
         "wait_avg_s": round(sum(waits) / len(waits), 2) if waits else None,
-        "wait_p95_s": round(percentile(waits, 0.95), 2) if waits else None,
+        "wait_p95_s": round(percentile(waits, 95), 2) if waits else None,
         "abandoned": outcomes.get("abandoned", 0),
         "queue_outcomes": dict(outcomes),
         "by_language": dict(languages.most_common()),
