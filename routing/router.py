@@ -4,7 +4,7 @@
     state = router.new_dialog()                      # one per call
     decision = router.decide(text, language="zh", state=state, now=t)
 
-Retrieval (routing.retrieval) finds candidate entries; the escalation policy (routing.policy, pure) picks the route;
+Retrieval (routing.retrieval) finds candidate entries; the escalation policy (routing.escalation, pure) picks the route;
 this module turns the verdict into the words to speak, in the caller's language. decide() never raises on any text.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ from datetime import date
 
 from routing.knowledge import KnowledgeBase, KnowledgeEntry, load_knowledge
 from routing.llm import ChatRewriter
-from routing.policy import DialogState, PolicyConfig, PolicyInput, choose, is_agent_request
+from routing.escalation import DialogState, PolicyConfig, PolicyInput, choose, is_agent_request
 from routing.progress import ApplicationNumber, ApplicationStore, open_store, parse_application_number
 from routing.prompts import Prompts
 from routing.retrieval import HybridRetriever, Retrieval, Weights

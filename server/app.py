@@ -19,14 +19,14 @@ from fastapi.responses import JSONResponse, Response
 from server.logging import configure_logging
 from server.metrics import Metrics
 from server.people.service import install_people
-from server.queue_service import WaitingList
-from server.session import CallContext, CallSession
+from server.people.queue_service import WaitingList
+from server.call.session import CallContext, CallSession
 from server.settings import Settings
 from server.store import Store
-from server.transports.connection import Connection
-from server.transports.native import NativeSerializer
-from server.transports.twilio import TwilioSerializer, signature_valid
-from server.wiring import Components, build_pools, load_components
+from server.call.transports.connection import Connection
+from server.call.transports.native import NativeSerializer
+from server.call.transports.twilio import TwilioSerializer, signature_valid
+from server.call.wiring import Components, build_pools, load_components
 
 log = logging.getLogger("hotline.app")
 
@@ -183,7 +183,7 @@ def create_app(
 
 
 def _shutdown_end() -> Any:
-    from server.session import EndCall
+    from server.call.session import EndCall
 
     return EndCall("dropped", "server_shutdown", CLOSE_GOING_AWAY)
 

@@ -59,7 +59,7 @@ def warm_caches(settings: Settings, *, out: Any = None) -> dict[str, float]:
     import sys
     import time
 
-    from server.wiring import load_components
+    from server.call.wiring import load_components
 
     out = out or sys.stderr
     t0 = time.perf_counter()

@@ -11,7 +11,7 @@ import contextvars
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -20,8 +20,8 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from routing.acd import AcdSettings
 from routing.settings import RoutingSettings
-from server.queue_runtime import PeopleSettings
 from voice.settings import VoiceSettings
 
 # The file named by Settings.load(); a context variable rather than a class attribute so that tests (and two apps in
@@ -37,6 +37,22 @@ def default_db_url() -> str:
     return f"sqlite+aiosqlite:///{project_root() / 'var' / 'hotline.db'}"
 
 
+class PeopleSettings(BaseModel):
+    """Settings of the people side (agents, supervisors, accounts). Part of server Settings as `people`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    acd: AcdSettings = Field(default_factory=AcdSettings)
+    token_ttl_s: float = Field(default=12 * 3600, gt=0, le=30 * 24 * 3600)
+    dev_mode: bool = False  # allows accounts made with `hotline users add --dev` to sign in; never in production
+    recordings: bool = True  # keep each call's audio as <recordings_dir>/<call_id>.wav
+    # None: beside the SQLite database (var/recordings with the default database), else var/recordings under the
+    # project root. Relative paths are taken from the project root.
+    recordings_dir: str | None = None
+    agent_transcription: bool = True  # run the agent's microphone through a StreamingTranscriber too
+    reply_lead_s: float = Field(default=0.3, ge=0)  # typed replies: audio sent this far ahead of real time
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="HOTLINE_", env_nested_delimiter="__", extra="forbid", frozen=True, validate_default=True
@@ -44,7 +60,7 @@ class Settings(BaseSettings):
 
     voice: VoiceSettings = Field(default_factory=VoiceSettings)
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
-    people: PeopleSettings = Field(default_factory=PeopleSettings)  # agent queue, consoles, accounts (issue 5)
+    people: PeopleSettings = Field(default_factory=PeopleSettings)  # agent queue, consoles, accounts
 
     # --- HTTP ---
     host: str = "127.0.0.1"

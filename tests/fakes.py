@@ -18,7 +18,7 @@ import numpy as np
 
 from routing.prompts import Prompts
 from routing.router import Decision
-from server.wiring import Components
+from server.call.wiring import Components
 from voice.streaming import FinalRequest, PartialRequest
 from voice.types import SAMPLE_RATE, LanguageVerdict, PartialTranscript, SpeechChunk, SpeechStarted, Transcript
 

@@ -19,7 +19,7 @@ PASSWORD = "correct horse battery staple"
 
 
 def people_settings_for(tmp_path: Path, **overrides: Any) -> Any:
-    from server.queue_runtime import PeopleSettings
+    from server.settings import PeopleSettings
 
     return PeopleSettings(**overrides)  # recordings beside the test's database: tmp_path/recordings
 
@@ -54,7 +54,7 @@ def serve(app: Any, settings: Settings, *, ready_timeout: float = 300.0):
 
 def add_users(settings: Settings, users: list[tuple[str, str, str]], *, dev: bool = False) -> None:
     """(name, role, languages) accounts with PASSWORD, straight into the store (migrated first)."""
-    from server.auth import AuthService
+    from server.people.auth import AuthService
     from server.store import Store
 
     async def go() -> None:

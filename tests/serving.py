@@ -6,7 +6,7 @@ import threading
 from typing import Any, Iterator
 
 from server.app import create_app
-from server.caller_bench import free_port, wait_ready  # the bench's launcher helpers serve the tests too
+from server.caller.bench import free_port, wait_ready  # the bench's launcher helpers serve the tests too
 from server.commands import uvicorn_config
 from server.settings import Settings
 

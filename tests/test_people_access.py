@@ -15,7 +15,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from fakes import fake_components
 from people_helpers import PASSWORD, add_users, build_app, make_settings
-from server.auth import PERMISSIONS
+from server.people.auth import PERMISSIONS
 from server.people.consoles import WS_MESSAGES
 
 # Public on purpose: liveness/readiness/metrics for operators and probes, the caller side (softphone page and the call

@@ -1,4 +1,4 @@
-"""Accounts and sessions (server/auth.py): password hashing, policy, token expiry and revocation, dev accounts,
+"""Accounts and sessions (server/people/auth.py): password hashing, policy, token expiry and revocation, dev accounts,
 the audit log's append-only guarantee, and `hotline users add/list`."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from server.auth import AuthError, AuthService, PasswordRejected, check_password_policy, hash_password, token_hash, verify_password
+from server.people.auth import AuthError, AuthService, PasswordRejected, check_password_policy, hash_password, token_hash, verify_password
 from server.store import Store
 
 GOOD = "correct horse battery staple"
@@ -126,16 +126,12 @@ async def test_audit_log_is_append_only(store):
 
 
 def _hotline(argv: list[str], *, stdin: str = "", monkeypatch, capsys) -> tuple[int, str, str]:
-    """Run `hotline ARGV` in process: server/cli.py's parser, plus `users` if cli.py does not register it yet."""
-    import argparse
+    """Run `hotline ARGV` in process, through server/cli.py's parser."""
     import io
 
-    from server import cli, users_cli
+    from server import cli
 
     parser = cli.build_parser()
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    if "users" not in sub.choices:
-        users_cli.add_commands(sub, None)
     args = parser.parse_args(argv)
     args.load_settings = lambda: cli._load_settings(None)
     monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))

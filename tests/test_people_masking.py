@@ -1,11 +1,11 @@
-"""Masking of caller data (server/masking.py): resident ID checksums (GB 11643), phones, passports, applications."""
+"""Masking of caller data (server/people/masking.py): resident ID checksums (GB 11643), phones, passports, applications."""
 from __future__ import annotations
 
 import random
 
 import pytest
 
-from server.masking import find_personal_data, id_checksum_char, is_valid_resident_id, mask_fields, mask_text
+from server.people.masking import find_personal_data, id_checksum_char, is_valid_resident_id, mask_fields, mask_text
 
 
 def make_id(rng: random.Random) -> str:
@@ -102,7 +102,7 @@ def test_mask_fields_masks_text_notes_and_caller_id():
 
 
 def test_log_fields_are_masked_recursively():
-    from server.masking import mask_structure
+    from server.people.masking import mask_structure
 
     caller = {"text": "call 13812345678", "turns": ["WP202611000123", {"id": "11010519491231002X"}], "n": 3}
     assert mask_structure(caller) == {"text": "call [PHONE]", "turns": ["[APPLICATION]", {"id": "[ID]"}], "n": 3}

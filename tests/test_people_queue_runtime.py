@@ -1,4 +1,4 @@
-"""The queue runtime (server/queue_runtime.py) with the real ACD on a virtual clock and scripted call sessions:
+"""The queue runtime (server/people/queue_runtime.py) with the real ACD on a virtual clock and scripted call sessions:
 offers and their time-outs reach the right consoles, callers hear their place in the queue in their language,
 call-backs are confirmed by key or by voice, a console that drops puts its caller back at the front, and every
 queued call ends in exactly one final state."""
@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 
 from routing.acd import AcdSettings
-from server.messages import AudioIn, DtmfIn, FinalOut
+from server.call.messages import AudioIn, DtmfIn, FinalOut
 from server.people.live import LiveRegistry, Subscriber
-from server.queue_runtime import PeopleSettings, QueueRuntime
+from server.people.queue_runtime import QueueRuntime
+from server.settings import PeopleSettings
 
 
 class Clock:
@@ -198,7 +199,7 @@ async def test_a_console_that_drops_puts_its_caller_back_at_the_front():
 
 
 async def test_hand_back_to_the_bot_and_end_by_the_agent():
-    from server.session import EndCall
+    from server.call.session import EndCall
 
     rt, live, clock = make()
     rt.connect_agent(name="mei", languages=("zh",), sub=Subscriber())

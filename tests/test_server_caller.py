@@ -1,4 +1,4 @@
-"""The test caller (`hotline call`, server/caller.py) against the real app over real websockets.
+"""The test caller (`hotline call`, server/caller/client.py) against the real app over real websockets.
 
 Fast tier: the real app and transports with scripted fake models (tests/fakes.py), so the caller's own behaviour —
 protocol, pacing, turn-taking, latency arithmetic, saved audio — is checked in seconds. Model tier (marked `model`,
@@ -16,8 +16,7 @@ import numpy as np
 import pytest
 
 from server.app import create_app
-from server.caller import CallerError, CallOptions, Utterance, run_call, trim_silence
-from server.caller_cli import call_url
+from server.caller.client import CallerError, CallOptions, Utterance, call_url, run_call, trim_silence
 from server.settings import Settings
 from fakes import fake_components, silence, tone
 from live_server import serve_app, shared_real_server, ws_url
@@ -147,7 +146,7 @@ async def test_wrong_path_is_a_clear_error(fake_server):
 @pytest.mark.e2e
 def test_cli_prints_json_lines_and_a_report(fake_server, tmp_path):
     """`hotline call --json`: every line is one JSON object; the last is the report, with per-turn latency."""
-    from server.caller_cli import _call, add_commands
+    from server.caller.cli import _call, add_commands
     import argparse
 
     wav = tmp_path / "q.wav"
@@ -197,8 +196,8 @@ async def test_real_recordings_are_answered_in_their_language(real_server, proto
 
 def test_bench_summary_separates_first_and_repeated_answers():
     """An answer text heard before (in this bench) may come from the synthesis cache: reported apart."""
-    from server.caller import CallReport, TurnReport
-    from server.caller_bench import summarize
+    from server.caller.client import CallReport, TurnReport
+    from server.caller.bench import summarize
 
     def report(started_at: float, answers: list[tuple[str, float]]) -> CallReport:
         r = CallReport(url="ws://x", protocol="native", pacing="realtime", started_at=started_at)

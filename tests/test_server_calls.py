@@ -360,7 +360,7 @@ async def test_twilio_bad_input(tmp_path):
 
 
 async def test_twilio_signature_is_checked_before_accept(tmp_path):
-    from server.transports.twilio import twilio_signature
+    from server.call.transports.twilio import twilio_signature
 
     settings = make_settings(tmp_path, twilio_auth_token="secret-token")
     with running_server(settings, components=fake_components()) as (url, app):

@@ -6,7 +6,7 @@ import asyncio
 import pytest
 from starlette.websockets import WebSocketState
 
-from server.transports.connection import Connection
+from server.call.transports.connection import Connection
 
 
 class _Serializer:

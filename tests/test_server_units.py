@@ -12,12 +12,12 @@ import pytest
 from pydantic import ValidationError
 
 from server.logging import CallIdFilter, JsonFormatter, call_id_var
-from server.messages import AudioClear, AudioEnd, AudioIn, AudioOut, DtmfIn, HangupIn, PlaybackMark, ProtocolError, StartCall
-from server.policy import NoInputPolicy, split_by_language
-from server.pools import BoundedPool, Overloaded
+from server.call.messages import AudioClear, AudioEnd, AudioIn, AudioOut, DtmfIn, HangupIn, PlaybackMark, ProtocolError, StartCall
+from server.call.turn_taking import NoInputPolicy, split_by_language
+from server.call.pools import BoundedPool, Overloaded
 from server.settings import Settings
-from server.transports.native import NativeSerializer
-from server.transports.twilio import StreamResampler, TwilioSerializer, signature_valid, twilio_signature
+from server.call.transports.native import NativeSerializer
+from server.call.transports.twilio import StreamResampler, TwilioSerializer, signature_valid, twilio_signature
 from voice.audio import resample
 
 # ------------------------------------------------------------------ no-input policy on a virtual clock

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.model
 
 @pytest.fixture(scope="module")
 def components(tmp_path_factory):
-    from server.wiring import load_components
+    from server.call.wiring import load_components
 
     cache = tmp_path_factory.mktemp("models")
     # espeak-ng: the same code path as the neural voice, ~100x faster, so every answer fits in a test.
@@ -22,7 +22,7 @@ def components(tmp_path_factory):
 
 
 def test_every_answer_is_cached_after_the_background_warm_up(components):
-    from server.policy import split_by_language
+    from server.call.turn_taking import split_by_language
 
     settings, comps = components
     for warm in comps.background_warmups:

@@ -1,7 +1,7 @@
-"""REST endpoints of the consoles, under /api. Every route declares the permission it needs (server/auth.py
+"""REST endpoints of the consoles, under /api. Every route declares the permission it needs (server/people/auth.py
 PERMISSIONS) and a response model: one schema per purpose, so nothing leaves the service by accident.
 
-Transcripts: a supervisor or admin always gets them masked (server/masking.py), and every such read is written to
+Transcripts: a supervisor or admin always gets them masked (server/people/masking.py), and every such read is written to
 the audit log; an agent gets a call's transcript unmasked, and only for a call they answered.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from server.auth import COOKIE, AuthError, AuthService, PasswordRejected, Principal, auth_service, request_token, require
+from server.people.auth import COOKIE, AuthError, AuthService, PasswordRejected, Principal, auth_service, request_token, require
 from server.people import history
 from server.people.models import QueueOutcome
 

@@ -30,8 +30,8 @@ from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from routing.acd_types import AcdError
-from server.auth import PERMISSIONS, Principal, websocket_principal
-from server.masking import mask_text
+from server.people.auth import PERMISSIONS, Principal, websocket_principal
+from server.people.masking import mask_text
 from server.people.live import Subscriber
 
 log = logging.getLogger("hotline.people.ws")
@@ -70,7 +70,7 @@ async def _writer(websocket: WebSocket, sub: Subscriber) -> None:
     while True:
         item = await sub.queue.get()
         try:
-            async with asyncio.timeout(5):  # not wait_for: see server/transports/connection.py
+            async with asyncio.timeout(5):  # not wait_for: see server/call/transports/connection.py
                 if isinstance(item, (bytes, bytearray)):
                     await websocket.send_bytes(bytes(item))
                 else:

@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from server.messages import AnswerOut, AudioIn, AudioOut, AudioStart, CallEnded, DtmfIn, FinalOut, HangupIn
+from server.call.messages import AnswerOut, AudioIn, AudioOut, AudioStart, CallEnded, DtmfIn, FinalOut, HangupIn
 
 log = logging.getLogger("hotline.people.live")
 

@@ -1,7 +1,7 @@
 """The tables of the people side: accounts, sessions, audit log, queue outcomes, agent turns, call-back tasks.
 
 They share the call store's metadata (server.store.models.Base) so one Alembic history covers everything
-(server/migrations/versions/0002_people.py creates them, with the audit log's append-only triggers).
+(server/store/migrations/versions/0002_people.py creates them, with the audit log's append-only triggers).
 """
 from __future__ import annotations
 

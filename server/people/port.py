@@ -1,7 +1,7 @@
 """`CallPort`: everything the people side does to a live call, in one place.
 
 The queue runtime and the consoles never reach into a CallSession directly: they go through this port. It is the
-whole surface the people side needs from server/session.py — if the session's internals change, only this file
+whole surface the people side needs from server/call/session.py — if the session's internals change, only this file
 changes (and tests/test_people_queue_runtime.py's FakeSession shows the same surface).
 """
 from __future__ import annotations
@@ -26,7 +26,7 @@ class CallPort:
 
     def stop_speech(self, now: float) -> None:
         """Cut the bot's speech at once (playing and queued): a barge-in through the session's control lane."""
-        from server.session import BargeIn
+        from server.call.session import BargeIn
 
         self.session._control_now(BargeIn(at=now))
 
@@ -44,7 +44,7 @@ class CallPort:
         self.session.recorder.event(kind, data)
 
     def end(self, state: str, reason: str, close_code: int = 1000) -> None:
-        from server.session import EndCall
+        from server.call.session import EndCall
 
         self.session._control_now(EndCall(state, reason, close_code))
 

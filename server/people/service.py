@@ -18,9 +18,10 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from server.auth import AuthService
+from server.people.auth import AuthService
 from server.people.live import LiveRegistry
-from server.queue_runtime import PeopleSettings, QueueRuntime
+from server.people.queue_runtime import QueueRuntime
+from server.settings import PeopleSettings
 
 log = logging.getLogger("hotline.people")
 

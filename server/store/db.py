@@ -1,7 +1,7 @@
 """The store: one async engine per app, migrations at start-up, small explicit write methods.
 
 SQLite runs in WAL mode so readers (dashboards, tests) never block the calls writing turns; PostgreSQL by URL
-(`postgresql+asyncpg://user@host/db`). Schema changes go through Alembic (server/migrations), also for SQLite.
+(`postgresql+asyncpg://user@host/db`). Schema changes go through Alembic (server/store/migrations), also for SQLite.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 
 from server.store.models import ACTIVE, FINAL_STATES, Call, CallEvent, Turn, utcnow
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 
 def _sqlite_path(url: str) -> Path | None:

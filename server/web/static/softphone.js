@@ -274,7 +274,7 @@ async function startCall() {
     if (typeof e.data === "string") {
       let ev;
       try { ev = JSON.parse(e.data); } catch (_) { return; }
-      // Events are named by "event" (server/transports/native.py); "type" is accepted as an alias.
+      // Events are named by "event" (server/call/transports/native.py); "type" is accepted as an alias.
       if (ev && typeof ev.event !== "string" && typeof ev.type === "string") ev.event = ev.type;
       if (ev && typeof ev.event === "string") onEvent(ev);
     } else {

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from routing.policy import DialogState, PolicyConfig, PolicyInput, choose, is_agent_request
+from routing.escalation import DialogState, PolicyConfig, PolicyInput, choose, is_agent_request
 
 CONFIG = PolicyConfig(answer_threshold=0.5, out_of_scope_threshold=0.35, misses_before_agent=2, miss_memory_s=60)
 

@@ -1,4 +1,4 @@
-"""Wire formats at the edge: each serializer turns one protocol's frames into server.messages and back.
+"""Wire formats at the edge: each serializer turns one protocol's frames into server.call.messages and back.
 
 The call session never sees JSON, base64 or μ-law; it speaks `Inbound` / `Outbound` messages only.
 """
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from server.messages import Inbound, Outbound
+from server.call.messages import Inbound, Outbound
 
 
 class Serializer(Protocol):

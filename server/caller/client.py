@@ -25,6 +25,7 @@ from collections import deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal, Sequence
+from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
@@ -48,6 +49,22 @@ NATIVE_FRAME_BYTES = SAMPLE_RATE * FRAME_MS // 1000 * 2  # 640
 TWILIO_RATE = 8_000
 TWILIO_FRAME_BYTES = TWILIO_RATE * FRAME_MS // 1000  # 160 μ-law bytes = 20 ms
 MULAW_SILENCE = b"\xff"  # μ-law code of digital zero
+
+
+PATHS = {"native": "/ws/call", "twilio": "/ws/twilio"}
+
+
+def call_url(url: str | None, protocol: str) -> str:
+    """Accept ws://host:port/ws/call, ws://host:port, http://host:port ...: the protocol's path is added when absent."""
+    if not url:
+        return f"ws://127.0.0.1:8000{PATHS[protocol]}"
+    parts = urlsplit(url if "://" in url else f"ws://{url}")
+    scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
+    if scheme not in ("ws", "wss"):
+        raise ValueError(f"not a websocket or http URL: {url!r}")
+    path = parts.path if parts.path not in ("", "/") else PATHS[protocol]
+    return urlunsplit((scheme, parts.netloc, path, parts.query, ""))
+
 
 
 class CallerError(RuntimeError):
@@ -492,7 +509,7 @@ class _Call:
             await self.on_twilio(msg)
 
     def on_native(self, msg: dict[str, Any]) -> None:
-        # Events are named by "event" (server/transports/native.py); "type" is read too, as a courtesy to other servers.
+        # Events are named by "event" (server/call/transports/native.py); "type" is read too, as a courtesy to other servers.
         kind = str(msg.get("event") or msg.get("type") or "?")
         data = {k: v for k, v in msg.items() if k not in ("event", "type")}
         self.log("received", kind, data)
@@ -536,7 +553,7 @@ class _Call:
             return  # not logged frame by frame: audio.first_byte / audio.heard summarise it
         self.log("received", kind, {k: v for k, v in msg.items() if k not in ("event", "streamSid")})
         if kind == "mark":
-            # The server marks the end of each stretch of speech it sends (server/transports/twilio.py).
+            # The server marks the end of each stretch of speech it sends (server/call/transports/twilio.py).
             seg = self.current_segment()
             if seg is not None and seg.wire:
                 self.close_segment(seg)

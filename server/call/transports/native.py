@@ -39,7 +39,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from server.messages import (
+from server.call.messages import (
     AnswerOut,
     AudioClear,
     AudioEnd,

@@ -31,7 +31,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from server.messages import (
+from server.call.messages import (
     AudioClear,
     AudioEnd,
     AudioIn,

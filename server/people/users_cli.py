@@ -14,7 +14,7 @@ from typing import Any
 
 
 async def _with_auth(settings: Any, fn: Any) -> Any:
-    from server.auth import AuthService
+    from server.people.auth import AuthService
     from server.store import Store
 
     store = Store(url=settings.db_url)
@@ -38,7 +38,7 @@ def _read_password(args: argparse.Namespace) -> str:
 
 
 def _add(args: argparse.Namespace) -> int:
-    from server.auth import AuthError
+    from server.people.auth import AuthError
 
     settings = args.load_settings()
     if args.db:

@@ -8,22 +8,6 @@ import os
 import sys
 from pathlib import Path
 from typing import Any, TextIO
-from urllib.parse import urlsplit, urlunsplit
-
-PATHS = {"native": "/ws/call", "twilio": "/ws/twilio"}
-
-
-def call_url(url: str | None, protocol: str) -> str:
-    """Accept ws://host:port/ws/call, ws://host:port, http://host:port ...: the protocol's path is added when absent."""
-    if not url:
-        return f"ws://127.0.0.1:8000{PATHS[protocol]}"
-    parts = urlsplit(url if "://" in url else f"ws://{url}")
-    scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
-    if scheme not in ("ws", "wss"):
-        raise ValueError(f"not a websocket or http URL: {url!r}")
-    path = parts.path if parts.path not in ("", "/") else PATHS[protocol]
-    return urlunsplit((scheme, parts.netloc, path, parts.query, ""))
-
 
 def _compact(data: dict[str, Any], limit: int = 160) -> str:
     text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
@@ -76,7 +60,7 @@ def print_summary(report: Any, out: TextIO) -> None:
 
 
 def _call(args: argparse.Namespace) -> int:
-    from server.caller import CallerError, CallOptions, run_call
+    from server.caller.client import CallerError, CallOptions, call_url, run_call
     from voice.audio import AudioFormatError
 
     try:
@@ -112,7 +96,7 @@ def _call(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from server.caller_bench import main as bench_main
+    from server.caller.bench import main as bench_main
 
     return bench_main(args)
 

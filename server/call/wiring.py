@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from server.metrics import Metrics
-from server.pools import BoundedPool
+from server.call.pools import BoundedPool
 
 log = logging.getLogger("hotline.wiring")
 
@@ -108,7 +108,7 @@ def load_components(settings: Any) -> Components:
         )
 
     def synthesize_prompts(keys: tuple[str, ...]) -> None:
-        from server.policy import split_by_language
+        from server.call.turn_taking import split_by_language
 
         for key in keys:
             for lang in settings.languages:
@@ -130,7 +130,7 @@ def load_components(settings: Any) -> Components:
         # Every knowledge-base answer, in both languages, into the synthesis cache (kept on disk across restarts:
         # voice/tts/cache.py). An answer then starts playing as soon as it is decided: no synthesis on the
         # critical path for the common case. Paused while calls are connected; resumes between them.
-        from server.policy import split_by_language
+        from server.call.turn_taking import split_by_language
 
         for entry in router.kb.entries:
             for lang in settings.languages:

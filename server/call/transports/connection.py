@@ -12,8 +12,8 @@ from typing import Callable
 
 from starlette.websockets import WebSocket, WebSocketState
 
-from server.messages import Inbound, Outbound
-from server.transports import Serializer
+from server.call.messages import Inbound, Outbound
+from server.call.transports import Serializer
 
 log = logging.getLogger("hotline.transport")
 

@@ -25,7 +25,7 @@ from typing import Callable, Any, Iterator, Sequence
 
 import numpy as np
 
-from server.caller import CallOptions, CallReport, Utterance, load_utterance, run_call, utterance_from_audio
+from server.caller.client import CallOptions, call_url, CallReport, Utterance, load_utterance, run_call, utterance_from_audio
 from server.metrics import percentile
 
 # Short questions in both languages. Real recordings are not hotline questions (they are what public corpora hold),
@@ -239,7 +239,6 @@ def print_table(rows: Sequence[dict[str, Any]], out: Any) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from server.caller_cli import call_url
 
     try:
         rounds = [int(x) for x in str(args.calls).split(",") if x.strip()]

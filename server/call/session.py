@@ -19,10 +19,10 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal
+from typing import TYPE_CHECKING, Any, Callable, Literal
 
 from server.logging import call_id_var
-from server.messages import (
+from server.call.messages import (
     AnswerOut,
     AudioClear,
     AudioEnd,
@@ -41,12 +41,20 @@ from server.messages import (
     ProtocolError,
     StartCall,
 )
-from server.policy import NoInputPolicy, split_by_language
-from server.pools import Overloaded
+from server.call.turn_taking import NoInputPolicy, split_by_language
+from server.call.pools import Overloaded
 from server.store.recorder import CallRecorder
-from server.transports.connection import Connection, Disconnected
+from server.call.transports.connection import Connection, Disconnected
 from voice.streaming import FinalRequest, PartialRequest
-from voice.types import FRAME_SAMPLES, SAMPLE_RATE, SpeechStarted
+from voice.types import FRAME_SAMPLES, SAMPLE_RATE, SpeechStarted, Transcript
+
+if TYPE_CHECKING:  # imported for types only: the models and the router load when the app starts, not on import
+    from routing.router import Decision
+    from server.call.wiring import CallPipeline, Components, Pools
+    from server.metrics import Metrics
+    from server.people.queue_service import AgentQueue
+    from server.settings import Settings
+    from server.store import Store
 
 log = logging.getLogger("hotline.call")
 
@@ -62,7 +70,7 @@ CLEANUP_WAIT_S = 5.0  # how long an ending call waits for its stages to stop bef
 class Utterance:
     """A final transcript on its way to the dialog stage, with the timings measured so far."""
 
-    transcript: Any  # voice.types.Transcript
+    transcript: Transcript
     speech_end_wall: float  # monotonic time at which the caller stopped speaking (estimated from the audio)
     endpoint_s: float
     recognition_s: float
@@ -75,7 +83,7 @@ class Speak:
     kind: str  # prompt | answer
     seq: int  # the bot turn's number (store seq, `turn` on the wire)
     interruptible: bool = True
-    decision: Any = None  # routing.router.Decision for answers
+    decision: Decision | None = None  # for answers
     speech_end_wall: float | None = None  # for the response-time measurement (first segment of an answer)
     then: str | None = None  # after playing: "hangup" (goodbye) | "queue" (hand over to the agent queue)
 
@@ -99,12 +107,12 @@ Control = BargeIn | EndCall | HangupIn
 class CallContext:
     """What every call shares: settings, models, pools, store, metrics, the agent queue. Built once by the app."""
 
-    settings: Any  # server.settings.Settings
-    components: Any  # server.wiring.Components
-    pools: Any  # server.wiring.Pools
-    store: Any  # server.store.Store
-    metrics: Any  # server.metrics.Metrics
-    queue: Any  # server.queue_service.AgentQueue
+    settings: Settings
+    components: Components
+    pools: Pools
+    store: Store
+    metrics: Metrics
+    queue: AgentQueue
     sessions: dict[str, "CallSession"] = field(default_factory=dict)
 
 
@@ -144,7 +152,7 @@ class CallSession:
         self._partial_task: asyncio.Task[Any] | None = None
         self._spec_task: asyncio.Task[Any] | None = None
 
-        self.pipeline: Any = None  # server.wiring.CallPipeline, built at start
+        self.pipeline: CallPipeline | None = None  # built at start
         self.language_hint: str | None = None
         self._audio_s = 0.0  # seconds of caller audio received
         self._utterance = 0  # increments at every final request: stale partials are dropped

@@ -1,6 +1,6 @@
 """The agent queue at run time: the pure ACD (routing/acd.py) with a clock, a ticker, and the actions carried out.
 
-One `QueueRuntime` per app. It is the call session's `AgentQueue` (server/queue_service.py: enqueue / position /
+One `QueueRuntime` per app. It is the call session's `AgentQueue` (server/people/queue_service.py: enqueue / position /
 leave / waiting), so a call routed to `agent` lands here without the session knowing about agents. Every ACD call
 happens under one lock on the event loop, with this runtime's own monotonic clock (the ACD refuses a clock that
 goes backwards, so every caller of the ACD must read the same clock). The ticker sleeps until
@@ -31,11 +31,9 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from routing.acd import Acd, AcdSettings
+from routing.acd import Acd
 from routing.acd_types import (
     AcdError,
     AgentSetAway,
@@ -52,10 +50,10 @@ from routing.acd_types import (
     OfferCallback,
     OfferWithdrawn,
 )
-from server.masking import mask_text
-from server.messages import AudioEnd, AudioOut, AudioStart, DtmfIn
+from server.people.masking import mask_text
+from server.call.messages import AudioEnd, AudioOut, AudioStart, DtmfIn
 from server.people.live import LiveCall, LiveRegistry, Subscriber, TranscriptEntry
-from server.queue_service import QueueTicket
+from server.people.queue_service import QueueTicket
 
 log = logging.getLogger("hotline.queue")
 
@@ -65,21 +63,8 @@ YES = re.compile(r"^\s*(yes|yeah|yep|sure|ok(ay)?|please( do)?|call me back|æ˜¯ç
                  re.IGNORECASE)
 DISPOSITIONS = ("resolved", "follow_up", "callback", "wrong_number", "abusive", "other")
 
-
-class PeopleSettings(BaseModel):
-    """Settings of the people side (agents, supervisors, accounts). Part of server Settings as `people`."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    acd: AcdSettings = Field(default_factory=AcdSettings)
-    token_ttl_s: float = Field(default=12 * 3600, gt=0, le=30 * 24 * 3600)
-    dev_mode: bool = False  # allows accounts made with `hotline users add --dev` to sign in; never in production
-    recordings: bool = True  # keep each call's audio as <recordings_dir>/<call_id>.wav
-    # None: beside the SQLite database (var/recordings with the default database), else var/recordings under the
-    # project root. Relative paths are taken from the project root.
-    recordings_dir: str | None = None
-    agent_transcription: bool = True  # run the agent's microphone through a StreamingTranscriber too
-    reply_lead_s: float = Field(default=0.3, ge=0)  # typed replies: audio sent this far ahead of real time
+if TYPE_CHECKING:
+    from server.settings import PeopleSettings
 
 
 @dataclass
@@ -196,7 +181,7 @@ class QueueRuntime:
                 if timeout is None:
                     await self._wake.wait()
                 else:
-                    async with asyncio.timeout(timeout):  # not wait_for: see server/transports/connection.py
+                    async with asyncio.timeout(timeout):  # not wait_for: see server/call/transports/connection.py
                         await self._wake.wait()
                 continue  # woken by an event: recompute the deadline
             except TimeoutError:
