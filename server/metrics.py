@@ -1,9 +1,6 @@
 """Prometheus metrics, one registry per app (tests build several apps in one process)."""
 from __future__ import annotations
 
-import math
-from typing import Sequence
-
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 # Buckets around the latency target (end of speech -> first answer audio: median 1.2 s, p95 2.0 s).
@@ -32,14 +29,3 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
-
-
-def percentile(values: Sequence[float], q: float) -> float | None:
-    """The q-th percentile (0-100), linearly interpolated as numpy's default does; None for no values. Used by the
-    call benchmark and the supervisors' dashboard alike."""
-    if not values:
-        return None
-    xs = sorted(float(v) for v in values)
-    k = (len(xs) - 1) * q / 100
-    lo, hi = math.floor(k), math.ceil(k)
-    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
