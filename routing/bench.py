@@ -335,8 +335,8 @@ def print_report(name: str, path: Path, report: dict, *, per_topic: bool, errors
 
 
 def print_timing(t: dict) -> None:
-    print(f"\ndecision time over the questions above, wall (1 thread): mean {t['mean_ms']:.1f} ms  p50 {t['p50_ms']:.1f}  "
-          f"p95 {t['p95_ms']:.1f}  max {t['max_ms']:.1f}  ({t['decisions']} decisions; percentiles interpolated)")
+    print(f"\ndecision time over the questions above, wall (1 thread): mean {t['mean_ms']:.1f} ms  "
+          f"p50 {t['p50_ms']:.1f}  p95 {t['p95_ms']:.1f}  max {t['max_ms']:.1f}  ({t['decisions']} decisions; percentiles interpolated)")
     print(f"decision time, CPU of the deciding thread: mean {t['cpu_mean_ms']:.1f} ms  p95 {t['cpu_p95_ms']:.1f}"
           f"  (machine load average {os.getloadavg()[0]:.1f})")
     pinned = ", ".join(f"{k}={v}" for k, v in t["thread_variables"].items())
