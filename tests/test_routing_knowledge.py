@@ -112,7 +112,7 @@ def test_prompts_validation_errors():
         Prompts.parse(mismatched)
 
 
-# --- the shipped content (written by the content helper) must pass the same validation ---------------------------
+# --- the shipped content must pass the same validation --------------------------------------------------------------
 def test_shipped_kb_covers_every_topic_in_both_languages():
     kb = load_knowledge(REPO / "routing" / "knowledge")
     assert kb.topics == set(TOPICS), f"topics without entries: {set(TOPICS) - kb.topics}"
