@@ -25,8 +25,8 @@ from typing import Callable, Any, Iterator, Sequence
 
 import numpy as np
 
-from routing.stats import percentile
 from server.caller import CallOptions, CallReport, Utterance, load_utterance, run_call, utterance_from_audio
+from server.metrics import percentile
 
 # Short questions in both languages. Real recordings are not hotline questions (they are what public corpora hold),
 # so synthesized questions are added: they take the path a real question takes, to a real topic.

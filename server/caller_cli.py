@@ -42,7 +42,7 @@ def _fmt_s(value: float | None) -> str:
 
 
 def print_summary(report: Any, out: TextIO) -> None:
-    from routing.stats import percentile
+    from server.metrics import percentile
 
     print("", file=out)
     print(f"call {report.call_id or '(no call id)'} over {report.protocol}, {report.pacing} pacing, "

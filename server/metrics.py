@@ -3,6 +3,10 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+# The project's one percentile (linear interpolation), used here by the call benchmark and the supervisors'
+# dashboard; it lives in routing/ because the routing benchmark uses it too and routing/ may not import server/.
+from routing.stats import percentile  # noqa: F401  (server code imports it from here)
+
 # Buckets around the latency target (end of speech -> first answer audio: median 1.2 s, p95 2.0 s).
 LATENCY_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.2, 1.5, 2.0, 3.0, 5.0, 10.0)
 

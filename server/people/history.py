@@ -17,8 +17,8 @@ from typing import Any
 from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.orm import aliased
 
-from routing.stats import percentile
 from server.masking import mask_text
+from server.metrics import percentile
 from server.people.models import AgentTurn, QueueOutcome
 from server.store.models import Call, CallEvent, Turn, as_utc
 
