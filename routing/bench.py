@@ -267,8 +267,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     try:
         items = {name: load_eval(path) for name, path in sets.items()}
     except (OSError, ValueError, yaml.YAMLError) as exc:
-        print(f"error: evaluation set: {exc}", file=sys.stderr)
-        return 1
+        print(f"error: evaluation set: {exc} (the format is described in routing/eval/README.md)", file=sys.stderr)
+        return 2
     t0 = time.perf_counter()
     router = load_router(routing_settings(args))
     if router is None:
