@@ -1,4 +1,4 @@
-"""The automatic call distributor (ACD): pure decision code for the agent queue (issue 5).
+"""The automatic call distributor (ACD): pure decision code for the agent queue.
 
 No I/O, no asyncio, no clock: every method takes `now` (seconds, any monotonic origin) and returns the actions it
 caused, as typed frozen dataclasses (routing/acd_types.py); the server carries them out (ring a console, play a prompt,
@@ -76,7 +76,7 @@ class AcdSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     offer_timeout_s: float = Field(default=20.0, gt=0, le=600)
-    max_missed_offers: int = Field(default=2, ge=1, le=100)  # issue 5: "an agent who misses twice is set away"
+    max_missed_offers: int = Field(default=2, ge=1, le=100)  # an agent who misses two offers in a row is set away
     any_agent_after_s: float = Field(default=60.0, ge=0)  # then a call may go to an agent without its language
     announce_interval_s: float = Field(default=30.0, gt=0)
     max_wait_s: float = Field(default=300.0, gt=0)  # then the caller is offered a call-back

@@ -134,7 +134,7 @@ def create_app(
     else:
         app.include_router(softphone_router)
 
-    install_people(app, settings)  # agent queue, agent and supervisor consoles, accounts (server/people, issue 5)
+    install_people(app, settings)  # agent queue, agent and supervisor consoles, accounts (server/people)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

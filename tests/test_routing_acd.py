@@ -69,7 +69,7 @@ def test_settings_are_validated_frozen_and_closed():
     settings = AcdSettings()
     with pytest.raises(ValidationError):
         settings.offer_timeout_s = 5
-    assert settings.max_missed_offers == 2  # issue 5: "an agent who misses twice is set away"
+    assert settings.max_missed_offers == 2  # an agent who misses two offers in a row is set away
 
 
 # --- agent state machine ---------------------------------------------------------------------------------------------

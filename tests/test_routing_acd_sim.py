@@ -1,4 +1,4 @@
-"""Queue simulation (issue 5, "What it must reach"): 1,000 random calls per seed on a virtual clock.
+"""Queue simulation: 1,000 random calls per seed on a virtual clock.
 
 Random arrivals in English and Mandarin, hang-ups, missed / declined / late offers, agent logins, logouts, away,
 console disconnects during offers and calls, call-back requests, and a shutdown at the end. An independent Observer

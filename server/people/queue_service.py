@@ -2,7 +2,7 @@
 
 For now an in-process waiting list per language: the call is recorded as queued and waits on hold. The ACD
 (routing/acd.py: pure offer / time-out decisions taking `now`) plugs in behind this same interface, and a Redis
-implementation later lets several server processes share one queue (ARCHITECTURE: scale-out). Keep the interface
+implementation later lets several server processes share one queue (scale-out). Keep the interface
 narrow: the session only enqueues, asks its position, and leaves.
 """
 from __future__ import annotations
