@@ -20,7 +20,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-from routing.acd import AcdSettings
+from routing.queue import AcdSettings
 from routing.settings import RoutingSettings
 from voice.settings import VoiceSettings
 

@@ -33,8 +33,8 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
-from routing.acd import Acd
-from routing.acd_types import (
+from routing.queue import Acd
+from routing.queue import (
     AcdError,
     AgentSetAway,
     AgentState,
