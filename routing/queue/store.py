@@ -136,6 +136,13 @@ def named_parties(actions: Iterable[Action]) -> set[str]:
     return keys
 
 
+def changes_nothing(event: str, actions: list[Action]) -> bool:
+    """An event without actions left the state as it was (a late hang-up, a second call-back confirmation, available
+    when already available, ...), so a store need not write it. Not a tick: a due tick may only move last_now on
+    past a deadline that needed no action, and that must be saved or the deadline stays due."""
+    return not actions and event != "tick"
+
+
 def apply_event(*, acd: Acd, parties: dict[str, Party], process_id: str, event: str, args: tuple[Any, ...],
                 kwargs: Mapping[str, Any], now: float, info: Party | None) -> tuple[list[Action], float, dict[str, Party]]:
     """Decide one event on `acd.state` and keep `parties` up to date. Returns the actions, the decision time and
@@ -177,7 +184,13 @@ class InProcessQueueStore:
         with self._lock:
             actions, at, named = apply_event(acd=self.acd, parties=self.parties, process_id=self.process_id,
                                              event=event, args=args, kwargs=kwargs, now=now, info=info)
+            if changes_nothing(event, actions):
+                return self._unchanged(at)
             return self._committed(actions, at, named)
+
+    def _unchanged(self, at: float) -> Decision:
+        return Decision(version=self._version, at=at, origin=self.process_id, actions=(), parties={},
+                        next_deadline=self.acd.next_deadline())
 
     def tick(self, now: float) -> Decision | None:
         with self._lock:
