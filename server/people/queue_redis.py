@@ -89,13 +89,17 @@ class RedisQueueStore:
 
     @classmethod
     def connect(cls, **kwargs: Any) -> "RedisQueueStore":
-        """Build and check the connection now, with an error that names the URL (the password left out)."""
+        """Build and check the connection now."""
         store = cls(**kwargs)
-        try:
-            store.client.ping()
-        except Exception as exc:
-            raise RedisUnavailable(f"Redis is not reachable at {_safe(store.url)}: {type(exc).__name__}: {exc}") from exc
+        store.check()
         return store
+
+    def check(self) -> None:
+        """Raise RedisUnavailable, naming the URL (its password left out), when Redis does not answer."""
+        try:
+            self.client.ping()
+        except Exception as exc:
+            raise RedisUnavailable(f"Redis is not reachable at {_safe(self.url)}: {type(exc).__name__}: {exc}") from exc
 
     # ------------------------------------------------------------------ loading
 
