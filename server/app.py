@@ -18,8 +18,8 @@ from fastapi.responses import JSONResponse, Response
 
 from server.logging import configure_logging
 from server.metrics import Metrics
+from server.people.queue_store import make_queue_store, new_process_id
 from server.people.service import install_people
-from server.people.queue_service import WaitingList
 from server.call.session import CallContext, CallSession
 from server.settings import Settings
 from server.store import Store
@@ -71,9 +71,14 @@ def create_app(
         state.context = None
         state.loader = asyncio.create_task(_load(app, store, pools))
         try:
+            await state.people.startup()  # raises to refuse the start (see server/people/service.py)
             yield
         finally:
             state.ready = False
+            try:  # first: the queue gives the calls it holds their final states while the store is open
+                await state.people.shutdown()
+            except Exception:
+                log.exception("the agent queue did not shut down cleanly")
             if getattr(state, "context", None) is not None:
                 state.context.components.stopping.set()  # background cache filling ends with the service
             state.loader.cancel()
@@ -108,7 +113,7 @@ def create_app(
         comps.timings["ready_s"] = round(time.perf_counter() - t0, 3)
         app.state.context = CallContext(
             settings=settings, components=comps, pools=pools, store=store, metrics=metrics,
-            queue=WaitingList(metrics=metrics),
+            queue=app.state.people.queue, sessions=app.state.people.observed_sessions(),
         )
         context = app.state.context
         comps.calls_active = lambda: bool(context.sessions)
@@ -134,7 +139,11 @@ def create_app(
     else:
         app.include_router(softphone_router)
 
-    install_people(app, settings)  # agent queue, agent and supervisor consoles, accounts (server/people)
+    # The process's name in a shared queue, and the queue's store chosen once from the settings (docs/queue.md).
+    app.state.process_id = new_process_id()
+    queue_store = make_queue_store(settings, process_id=app.state.process_id)
+    # agent queue, agent and supervisor consoles, accounts (server/people)
+    install_people(app, settings, queue_store=queue_store)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

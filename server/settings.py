@@ -20,7 +20,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-from routing.acd import AcdSettings
+from routing.queue import AcdSettings
 from routing.settings import RoutingSettings
 from voice.settings import VoiceSettings
 
@@ -70,6 +70,10 @@ class Settings(BaseSettings):
     # --- storage ---
     db_url: str = Field(default_factory=default_db_url)  # sqlite+aiosqlite:///path | postgresql+asyncpg://...
     db_echo: bool = False
+    # Several processes, one hotline: with a Redis URL (redis://HOST:6379/0) every process shares the agent queue
+    # (server/people/queue_redis.py, docs/queue.md); None keeps everything in this process.
+    redis_url: str | None = None
+    redis_prefix: str = Field(default="hotline", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
 
     # --- shared worker pools (all calls share them; blocking inference never runs on the event loop) ---
     recognition_workers: int = Field(default=2, ge=1, le=64)
@@ -110,6 +114,13 @@ class Settings(BaseSettings):
     def _known_database(cls, value: str) -> str:
         if not (value.startswith("sqlite+aiosqlite://") or value.startswith("postgresql+asyncpg://")):
             raise ValueError("db_url must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _known_redis(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("redis_url must start with redis://, rediss:// or unix://")
         return value
 
     @model_validator(mode="after")

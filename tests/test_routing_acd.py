@@ -1,12 +1,12 @@
-"""Unit tests of the agent queue (routing/acd.py), one rule at a time, on a virtual clock."""
+"""Unit tests of the agent queue (routing/queue/decisions.py), one rule at a time, on a virtual clock."""
 from __future__ import annotations
 
 import pytest
 from pydantic import ValidationError
 
-from routing.acd import Acd, AcdSettings
-from routing.acd_state import AcdState
-from routing.acd_types import (
+from routing.queue import Acd, AcdSettings
+from routing.queue import AcdState
+from routing.queue import (
     AcdClosed,
     AcdError,
     AgentSetAway,

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from routing.acd import Acd, AcdSettings
-from routing.acd_types import (
+from routing.queue import Acd, AcdSettings
+from routing.queue import (
     AcdError,
     AgentSetAway,
     AgentState,
@@ -45,7 +45,7 @@ S = AgentState
 TOL = 1e-6
 SETTINGS = AcdSettings(offer_timeout_s=15, max_missed_offers=2, any_agent_after_s=45, announce_interval_s=30,
                        max_wait_s=240, wrap_up_s=20, default_handle_s=150)
-# Written independently of routing/acd_state.py: the agent state machine as the issue describes it.
+# Written independently of routing/queue/state.py: the agent state machine as the issue describes it.
 LEGAL = {
     (S.OFFLINE, S.AVAILABLE), (S.OFFLINE, S.AWAY),
     (S.AVAILABLE, S.OFFERED), (S.AVAILABLE, S.AWAY), (S.AVAILABLE, S.OFFLINE),
