@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse, Response
 
 from server.logging import configure_logging
 from server.metrics import Metrics
+from server.knowledge.service import install_knowledge
 from server.people.service import install_people
 from server.people.queue_service import WaitingList
 from server.call.session import CallContext, CallSession
@@ -78,6 +79,7 @@ def create_app(
                 state.context.components.stopping.set()  # background cache filling ends with the service
             state.loader.cancel()
             await asyncio.gather(state.loader, return_exceptions=True)
+            await state.knowledge.stop()
             context: CallContext | None = state.context
             if context is not None:
                 # Calls still connected end as dropped/server_shutdown, recorded before the store closes.
@@ -100,6 +102,7 @@ def create_app(
             else:
                 comps = components
             await asyncio.to_thread(comps.warm_up)
+            await app.state.knowledge.attach(comps)  # the store's published knowledge base, before ready
         except Exception as exc:  # the service stays up (healthz) and says why it is not ready
             log.exception("models failed to load")
             app.state.load_error = f"{type(exc).__name__}: {exc}"[:500]
@@ -135,6 +138,7 @@ def create_app(
         app.include_router(softphone_router)
 
     install_people(app, settings)  # agent queue, agent and supervisor consoles, accounts (server/people, issue 5)
+    install_knowledge(app, settings)  # knowledge editor, publishing without a restart, missed questions (issue 11)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
