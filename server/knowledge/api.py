@@ -32,6 +32,7 @@ class EntryIn(BaseModel):
 
     topic: str = Field(max_length=48)
     document: dict[str, Any]
+    create: bool = False  # a new entry: refused if the id exists
 
 
 class VariantIn(BaseModel):
@@ -217,7 +218,9 @@ async def save_entry(entry_id: str, body: EntryIn, request: Request, who: Editor
     document["id"] = entry_id
     entry = validate_entry(body.topic, document)
     try:
-        row = await _service(request).store.save_draft(entry, author=who.name)
+        row = await _service(request).store.save_draft(entry, author=who.name, create=body.create)
+    except KnowledgeConflict as exc:
+        raise HTTPException(status_code=409, detail=str(exc)) from None
     except KnowledgeError as exc:
         raise HTTPException(status_code=422, detail=str(exc)) from None
     await _audit(request, who, "knowledge_edit", {"entry_id": entry_id, "revision": row.revision})

@@ -138,13 +138,15 @@ class KnowledgeStore:
             await self._bump(s, author, now, at_least=1)
         return True
 
-    async def save_draft(self, entry: KnowledgeEntry, *, author: str) -> Row:
+    async def save_draft(self, entry: KnowledgeEntry, *, author: str, create: bool = False) -> Row:
         """Save `entry` (validated: a KnowledgeEntry comes only from the loader) as its draft, replacing an earlier
-        draft. The knowledge base with every draft must still be valid (ids unique across topics)."""
+        draft. The knowledge base with every draft must still be valid. `create`: a new entry; its id must be new."""
         now = self.now()
         async with self.store.sessions.begin() as s:
             rows = await self._all(s)
             mine = [r for r in rows if r.entry_id == entry.id]
+            if create and mine:
+                raise KnowledgeConflict(f"an entry {entry.id!r} exists already (topic {mine[0].topic})")
             others = [r for r in _latest(rows, drafts=True) if r.entry_id != entry.id]
             position = max((r.position for r in mine), default=None)
             if position is None:
