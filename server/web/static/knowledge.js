@@ -6,7 +6,7 @@
 (() => {
   const { el, lang, topicName } = Hotline;
   const $ = (id) => document.getElementById(id);
-  const K = { entries: [], topics: [], groups: [], current: null };
+  const K = { entries: [], topics: [], groups: [], current: null, missedSeq: 0 };
   window.hotlineKnowledge = K;
 
   const post = (path, body, method = "POST") => Hotline.api(path, { method, body: body === undefined ? undefined : JSON.stringify(body) });
@@ -20,7 +20,9 @@
     const p = new URLSearchParams();
     for (const [k, v] of new FormData($("missed-filters")).entries()) if (v) p.set(k, v);
     if (!K.entries.length) await loadEntries();
+    const seq = ++K.missedSeq;
     const r = await json(Hotline.api(`/api/knowledge/missed?${p}`));
+    if (seq !== K.missedSeq) return; // a later request is on its way: only the newest answer is shown
     K.groups = r.groups;
     $("missed-count").textContent = `${r.turns} missed question${r.turns === 1 ? "" : "s"} in ${r.groups.length} group${r.groups.length === 1 ? "" : "s"}`;
     $("missed-groups").replaceChildren(...(r.groups.length ? r.groups.map(groupCard) : [el("p", { class: "muted", text: "No missed questions in this period." })]));
