@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import yaml
 
-from routing.knowledge import KnowledgeError, load_knowledge, parse_knowledge, parse_topic_file, read_knowledge_files
+from routing.knowledge import KnowledgeBase, KnowledgeError, load_knowledge, parse_knowledge, parse_topic_file, read_knowledge_files
 from routing.router import Router
 from routing_helpers import REPO, real_settings
 from server.knowledge.cli import write_export
@@ -80,7 +80,17 @@ async def test_export_import_round_trip_keeps_every_decision(router, tmp_path):
 
 
 async def test_drafts_publish_history_and_rollback(tmp_path):
-    store = await fresh_store(tmp_path)
+    await drafts_publish_history_and_rollback(await fresh_store(tmp_path))
+
+
+@pytest.mark.postgres
+async def test_drafts_publish_history_and_rollback_on_postgresql(pg_url):
+    store = Store(url=pg_url)
+    await store.migrate()
+    await drafts_publish_history_and_rollback(store)
+
+
+async def drafts_publish_history_and_rollback(store: Store) -> None:
     kb = load_knowledge(REPO / "routing" / "knowledge")
     k = KnowledgeStore(store)
     try:
@@ -224,3 +234,29 @@ def test_missed_questions_group_across_languages(router):
     assert labels[5] == labels[6]  # driving licence
     assert labels[7] == labels[8]  # a bankrupt employer
     assert len({labels[0], labels[3], labels[5], labels[7]}) == 4
+
+
+async def test_entries_past_review_by_are_counted_in_metrics(tmp_path):
+    from server.metrics import Metrics
+
+    kb = load_knowledge(REPO / "routing" / "knowledge")
+    late = stored_document(kb.entries[0])
+    late["review_by"] = "2026-03-01"
+    kb_late = KnowledgeBase((parse_topic_file({"topic": kb.entries[0].topic, "entries": [late]}, "t")[0],
+                             *kb.entries[1:]), digest="late")
+    store = await fresh_store(tmp_path)
+    await KnowledgeStore(store).seed(kb_late)
+    metrics = Metrics()
+    service = KnowledgeService(app=SimpleNamespace(state=SimpleNamespace(store=store)), metrics=metrics,
+                               settings=SimpleNamespace(knowledge_poll_s=60, routing=None),
+                               today=lambda: dt.date(2026, 3, 2))
+    try:
+        await service.attach(SimpleNamespace(router=object()))  # no index to rebuild: the count is the store's
+        text = metrics.render().decode()
+        assert "hotline_knowledge_review_overdue 1.0" in text and "hotline_knowledge_version 1.0" in text
+        service.today = lambda: dt.date(2026, 3, 1)
+        service._update_gauges()
+        assert "hotline_knowledge_review_overdue 0.0" in metrics.render().decode()
+    finally:
+        await service.stop()
+        await store.close()
