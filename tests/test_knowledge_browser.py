@@ -43,8 +43,10 @@ async def call(base: str, ask: Ask, text: str, language: str, timeout_s: float) 
         started = await caller.wait_event("call.started", timeout=timeout_s)
         await ask(caller, text, language)
         answer = await caller.wait_event("answer", timeout=timeout_s)
-        # The answer is stored with its decision as it is played: hear it out before hanging up.
-        await caller.wait_event("audio.end", count=len(caller.named("audio.end")) + 1, timeout=timeout_s)
+        # The bot turn (with its decision) is stored when its playing ends, also when the caller hangs up during
+        # it: hang up once the answer starts to play, as a caller who heard enough does.
+        await caller.wait_for(lambda c: any(e.get("text") and e["text"] in answer["text"] for e in c.named("audio.start")),
+                              timeout=timeout_s)
         await caller.send_json({"event": "hangup"})
         await caller.wait_event("call.ended", timeout=timeout_s)
     finally:
