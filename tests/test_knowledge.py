@@ -260,3 +260,38 @@ async def test_entries_past_review_by_are_counted_in_metrics(tmp_path):
     finally:
         await service.stop()
         await store.close()
+
+
+def test_cli_export_edit_import(tmp_path, capsys):
+    """`hotline knowledge export` -> edit a file as a reviewer would -> `hotline knowledge import`: one change, one
+    new version, in the audit log; a bad file is refused with the loader's message and changes nothing."""
+    from server.cli import main
+
+    db = f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
+    assert main(["knowledge", "export", str(tmp_path / "kb"), "--db", db]) == 0
+    path = tmp_path / "kb" / "work_permit_cancel.yaml"
+    text = path.read_text(encoding="utf-8")
+    data = yaml.safe_load(text)
+    data["entries"][0]["answer"]["en"] = "A reviewed answer."
+    path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    capsys.readouterr()
+    assert main(["knowledge", "import", str(tmp_path / "kb"), "--db", db, "--author", "reviewer"]) == 0
+    assert "1 changed, published as version 2" in capsys.readouterr().out
+    (tmp_path / "bad.yaml").write_text("topic: work_permit_cancel\nentries:\n  - id: work_permit_cancel.x\n", encoding="utf-8")
+    assert main(["knowledge", "import", str(tmp_path / "bad.yaml"), "--db", db]) == 2
+    assert "confidence" in capsys.readouterr().err
+
+    async def check() -> None:
+        from server.people.auth import AuthService
+
+        store = Store(url=db)
+        try:
+            k = KnowledgeStore(store)
+            assert await k.version() == 2
+            assert (await k.knowledge()).by_id(data["entries"][0]["id"]).answer["en"] == "A reviewed answer."
+            audit = await AuthService(store=store).audit_entries()
+            assert [(a.action, a.user_name) for a in audit][:1] == [("knowledge_import", "reviewer")]
+        finally:
+            await store.close()
+
+    asyncio.run(check())
