@@ -295,3 +295,45 @@ def test_cli_export_edit_import(tmp_path, capsys):
             await store.close()
 
     asyncio.run(check())
+
+
+async def test_a_publish_is_announced_on_redis(tmp_path):
+    """With redis_url, another process reloads on the announcement, long before its poll would see the version."""
+    import uuid
+
+    redis = pytest.importorskip("redis")
+    url = "redis://127.0.0.1:6379/13"
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+    except redis.RedisError as exc:
+        pytest.skip(f"Redis not reachable: {exc}")
+    store = await fresh_store(tmp_path)
+    channel = f"hotline:knowledge:test:{uuid.uuid4().hex}"
+    services = []
+    for _ in range(2):
+        service = KnowledgeService(app=SimpleNamespace(state=SimpleNamespace(store=store)),
+                                   settings=SimpleNamespace(knowledge_poll_s=300, routing=real_settings(tmp_path),
+                                                            redis_url=url))
+        service.channel = channel
+        await service.attach(SimpleNamespace(router=object()))
+        services.append(service)
+    publisher, other = services
+    try:
+        await asyncio.sleep(0.3)  # the listeners subscribe
+        kb = await publisher.store.knowledge()
+        doc = stored_document(kb.entries[0])
+        doc["answer"]["en"] = "Announced."
+        await publisher.store.save_draft(parse_topic_file({"topic": kb.entries[0].topic, "entries": [doc]}, "t")[0],
+                                         author="sam")
+        await publisher.store.publish(author="sam")
+        await publisher.reload()
+        await publisher.announce()
+        for _ in range(100):
+            if other.version == 2:
+                break
+            await asyncio.sleep(0.05)
+        assert other.version == 2 and other.kb.entries[0].answer["en"] == "Announced."
+    finally:
+        for service in services:
+            await service.stop()
+        await store.close()

@@ -14,14 +14,13 @@ Whisper in the server.
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 import httpx
 import pytest
 
 from fakes import fake_components, silence, tone
-from people_helpers import PASSWORD, add_users, build_app, login, make_settings, serve
+from people_helpers import add_users, build_app, login, make_settings, serve
 from routing_helpers import real_settings
 from test_people_browser import ARGS, CHROMIUM, SHOTS, sign_in
 from wsclient import NativeCaller
@@ -51,7 +50,8 @@ async def call(base: str, ask: Ask, text: str, language: str, timeout_s: float) 
         await caller.wait_event("call.ended", timeout=timeout_s)
     finally:
         await caller.close()
-    return {"call_id": started["call_id"], **answer}
+    heard = [(e.get("text"), e.get("language")) for e in caller.named("transcript.final")]
+    return {"call_id": started["call_id"], "heard": heard, **answer}
 
 
 async def scenario(base: str, ask: Ask, *, timeout_s: float, screenshots: bool = False) -> dict[str, Any]:
@@ -76,9 +76,10 @@ async def scenario(base: str, ask: Ask, *, timeout_s: float, screenshots: bool =
                 if await group.count() and await group.locator(f'.call-link[data-call="{before_zh["call_id"]}"]').count():
                     break
             # One group holds both calls' questions, English and Mandarin.
-            assert await group.count() == 1
-            assert await group.locator('.example[data-language="en"]').count() >= 1
-            assert await group.locator('.example[data-language="zh"]').count() >= 1
+            shown = await sup.inner_text("#missed-groups")
+            assert await group.count() == 1, (before_en["heard"], before_zh["heard"], shown)
+            assert await group.locator('.example[data-language="en"]').count() >= 1, shown
+            assert await group.locator('.example[data-language="zh"]').count() >= 1, (before_zh["heard"], shown)
             if screenshots:
                 await sup.screenshot(path=str(SHOTS / "missed-questions.png"), full_page=True)
             # Two clicks: the entry, then "Add as variant" on the English question.

@@ -322,7 +322,8 @@ async def publish(request: Request, who: Publisher) -> PublishOut:
         raise HTTPException(status_code=422, detail=str(exc)) from None
     if changed:
         await _audit(request, who, "knowledge_publish", {"version": version, "entries": changed})
-        await service.reload()  # this process at once; the others within their poll interval
+        await service.reload()  # this process at once; the others on the Redis announcement or their next poll
+        await service.announce()
     return PublishOut(version=version, changed=changed)
 
 
@@ -338,6 +339,7 @@ async def rollback(entry_id: str, body: RollbackIn, request: Request, who: Publi
     await _audit(request, who, "knowledge_rollback", {"version": version, "entry_id": entry_id,
                                                        "to_revision": body.revision, "revision": row.revision})
     await service.reload()
+    await service.announce()
     return PublishOut(version=version, changed=[entry_id])
 
 

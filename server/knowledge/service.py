@@ -7,11 +7,15 @@
   embeddings of unchanged texts) and installed in one assignment, so calls in progress never wait for it.
 - The answers that changed are synthesized into the speech cache in a background thread, paused while calls are
   connected (as the start-up cache filling is).
+- With `redis_url` set (processes sharing Redis), a publish is also announced on the Redis channel
+  `hotline:knowledge`, and every process reloads on the announcement at once; the poll stays as the path that always
+  works (Redis down, a publish by `hotline knowledge import`).
 - Entries past their review-by day are counted in /metrics (hotline_knowledge_review_overdue).
 """
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import threading
@@ -23,6 +27,7 @@ from routing.knowledge import KnowledgeBase, KnowledgeEntry, entry_document, loa
 from server.knowledge.store import KnowledgeStore
 
 log = logging.getLogger("hotline.knowledge")
+CHANNEL = "hotline:knowledge"
 
 
 def changed_entries(old: KnowledgeBase | None, new: KnowledgeBase) -> list[KnowledgeEntry]:
@@ -46,7 +51,10 @@ class KnowledgeService:
         self.kb: KnowledgeBase | None = None  # the published base the router serves
         self._lock = asyncio.Lock()  # one reload at a time in this process
         self._poller: asyncio.Task | None = None
+        self._listener: asyncio.Task | None = None
         self._store: KnowledgeStore | None = None
+        self.redis_url: str | None = getattr(settings, "redis_url", None)
+        self.channel = CHANNEL
         registry = getattr(metrics, "registry", None)
         self.overdue_gauge = Gauge("hotline_knowledge_review_overdue", "Published entries past their review-by day",
                                    registry=registry) if registry is not None else None
@@ -84,11 +92,48 @@ class KnowledgeService:
                 log.info("knowledge base seeded from the YAML files", extra={"entries": len(seed.entries)})
         await self.reload(force=True)
         self._poller = asyncio.create_task(self._poll(), name="knowledge-poll")
+        if self.redis_url:
+            self._listener = asyncio.create_task(self._listen(), name="knowledge-redis")
 
     async def stop(self) -> None:
-        if self._poller is not None:
-            self._poller.cancel()
-            await asyncio.gather(self._poller, return_exceptions=True)
+        tasks = [t for t in (self._poller, self._listener) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def announce(self) -> None:
+        """Tell the other processes (through Redis, when configured) that a new version is published."""
+        if not self.redis_url:
+            return
+        import redis.asyncio as aioredis
+
+        client = aioredis.from_url(self.redis_url)
+        try:
+            await client.publish(self.channel, str(self.version))
+        except Exception:  # the poll delivers it a few seconds later
+            log.warning("could not announce the knowledge version on Redis")
+        finally:
+            await client.aclose()
+
+    async def _listen(self) -> None:
+        import redis.asyncio as aioredis
+
+        while True:
+            client = aioredis.from_url(self.redis_url)
+            try:
+                async with client.pubsub() as pubsub:
+                    await pubsub.subscribe(self.channel)
+                    async for message in pubsub.listen():
+                        if message.get("type") == "message":
+                            await self.reload()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # Redis away: the poll keeps working; try again later
+                log.warning("knowledge announcements from Redis interrupted; polling meanwhile")
+                await asyncio.sleep(self.poll_s)
+            finally:
+                with contextlib.suppress(Exception):
+                    await client.aclose()
 
     async def _poll(self) -> None:
         while True:
