@@ -113,7 +113,7 @@ async def scenario(base: str, ask: Ask, *, timeout_s: float, screenshots: bool =
             await sup.wait_for_selector('#kb-audio[data-played="en"]', timeout=t)
             assert (await sup.get_attribute("#kb-audio", "src") or "").startswith("blob:")
             if screenshots:
-                await sup.screenshot(path=str(SHOTS / "knowledge-editor.png"), full_page=True)
+                await sup.screenshot(path=str(SHOTS / "knowledge-editor.png"), full_page=False)
             await sup.click("#kb-publish")
             await sup.wait_for_function("document.getElementById('kb-publish-message').textContent.includes('Published')",
                                         timeout=t)
