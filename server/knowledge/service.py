@@ -141,6 +141,7 @@ class KnowledgeService:
             try:
                 if await self.store.version() != self.version:
                     await self.reload()
+                self._update_gauges()  # an entry falls due by the calendar alone
             except asyncio.CancelledError:
                 raise
             except Exception:  # a bad moment of the database: the router keeps the base it has
