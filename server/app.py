@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse, Response
 
 from server.logging import configure_logging
 from server.metrics import Metrics
+from server.knowledge.service import install_knowledge
 from server.people.queue_store import make_queue_store, new_process_id
 from server.people.service import install_people
 from server.call.session import CallContext, CallSession
@@ -83,6 +84,7 @@ def create_app(
                 state.context.components.stopping.set()  # background cache filling ends with the service
             state.loader.cancel()
             await asyncio.gather(state.loader, return_exceptions=True)
+            await state.knowledge.stop()
             context: CallContext | None = state.context
             if context is not None:
                 # Calls still connected end as dropped/server_shutdown, recorded before the store closes.
@@ -105,6 +107,7 @@ def create_app(
             else:
                 comps = components
             await asyncio.to_thread(comps.warm_up)
+            await app.state.knowledge.attach(comps)  # the store's published knowledge base, before ready
         except Exception as exc:  # the service stays up (healthz) and says why it is not ready
             log.exception("models failed to load")
             app.state.load_error = f"{type(exc).__name__}: {exc}"[:500]
@@ -144,6 +147,7 @@ def create_app(
     queue_store = make_queue_store(settings, process_id=app.state.process_id)
     # agent queue, agent and supervisor consoles, accounts (server/people)
     install_people(app, settings, queue_store=queue_store)
+    install_knowledge(app, settings)  # knowledge editor, publishing without a restart, missed questions
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
