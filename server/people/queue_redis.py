@@ -197,29 +197,27 @@ class RedisQueueStore:
     # ------------------------------------------------------------------ following the log
 
     async def follow(self, after: int, *, block_ms: int = 1000) -> AsyncIterator[Decision]:
-        """Every decision after version `after`, in order, as they are committed (by any process), forever."""
-        import redis.asyncio as aioredis
+        """Every decision after version `after`, in order, as they are committed (by any process), forever.
 
-        client = aioredis.Redis.from_url(self.url, socket_connect_timeout=2.0)
+        The blocking read runs in a worker thread with the synchronous client: cancelling the follower then
+        never waits on a half-read reply (the thread ends by itself within block_ms)."""
         last = after
-        try:
-            while True:
-                try:
-                    reply = await client.xread({self.keys[3]: f"0-{last}"}, count=200, block=block_ms)
-                except (OSError, aioredis.ConnectionError, aioredis.TimeoutError) as exc:
-                    log.warning("the queue log is unreachable; retrying", extra={"error": type(exc).__name__})
-                    await asyncio.sleep(1.0)
-                    continue
-                for _stream, entries in reply or []:
-                    for entry_id, fields in entries:
-                        version = int(entry_id.decode().split("-")[1])
-                        if version != last + 1:
-                            # Trimmed before this process read it (it was stalled for LOG_MAXLEN decisions).
-                            log.warning("queue decisions missed", extra={"count": version - last - 1})
-                        last = version
-                        yield decision_from_entry(version, fields[b"d"])
-        finally:
-            await client.aclose()
+        while True:
+            try:
+                reply = await asyncio.to_thread(self.client.xread, {self.keys[3]: f"0-{last}"}, count=200,
+                                                block=block_ms)
+            except Exception as exc:  # Redis away: try again (the runtime's decisions fail loudly meanwhile)
+                log.warning("the queue log is unreachable; retrying", extra={"error": type(exc).__name__})
+                await asyncio.sleep(1.0)
+                continue
+            for _stream, entries in reply or []:
+                for entry_id, fields in entries:
+                    version = int(entry_id.decode().split("-")[1])
+                    if version != last + 1:
+                        # Trimmed before this process read it (it was stalled for LOG_MAXLEN decisions).
+                        log.warning("queue decisions missed", extra={"count": version - last - 1})
+                    last = version
+                    yield decision_from_entry(version, fields[b"d"])
 
 
 def decision_from_entry(version: int, raw: bytes) -> Decision:
