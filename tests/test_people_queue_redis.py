@@ -12,6 +12,7 @@ connection, as several `hotline serve` processes would be.
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +21,7 @@ from typing import Any
 import pytest
 
 from routing.queue import EPS, AcdSettings, CallConnected, Decision, Offer, Party
+from routing.queue.codec import final_to_dict
 from server.people.queue_redis import RedisQueueStore
 from test_routing_acd_sim import SETTINGS, simulate
 
@@ -29,13 +31,10 @@ pytestmark = pytest.mark.redis
 class PlainWriteStore(RedisQueueStore):
     """Deliberately broken: writes the decision without checking that the state is still the one it read."""
 
-    def _commit(self, version, doc, due, finals, entry):  # type: ignore[no-untyped-def]
+    def _commit(self, version, doc, due, finals, entry, absent=(), *, claim_turn=False):  # type: ignore[no-untyped-def]
         pipe = self.client.pipeline(transaction=False)
         pipe.hset(self.keys[0], mapping={"version": version + 1, "doc": doc, "due": "" if due is None else repr(due)})
         for final in finals:
-            from routing.queue.codec import final_to_dict
-            import json
-
             pipe.hset(self.keys[1], final.call_id, json.dumps(final_to_dict(final)))
         pipe.execute()
         return version + 1
