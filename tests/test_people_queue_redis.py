@@ -292,3 +292,28 @@ async def test_a_timeout_set_by_a_dead_process_fires_on_the_survivor(redis_url, 
         await rt_b.stop()
         rt_a.queue_store.close()
         rt_b.queue_store.close()
+
+
+async def test_a_survivor_takes_over_a_dead_process(redis_url, redis_prefix):
+    from server.people.live import Subscriber
+    from test_people_queue_runtime import FakeSession
+
+    acd = AcdSettings(offer_timeout_s=30)
+    rt_a, live_a = runtime(redis_url, redis_prefix, "A", acd, Recorded())
+    rt_b, _ = runtime(redis_url, redis_prefix, "B", acd, Recorded())
+    try:
+        rt_a.connect_agent(name="ann", languages=("en",), sub=Subscriber())
+        rt_a.set_availability("ann", "available")
+        for call_id in ("c1", "c2"):
+            live_a.attach(FakeSession(call_id))
+            rt_a.enqueue(call_id=call_id, language="en", topic="t")  # c1 rings ann, c2 waits
+        assert rt_b.take_over("A") == (["c1", "c2"], ["ann"])
+        store = rt_b.queue_store
+        assert [store.outcome(c).state.value for c in ("c1", "c2")] == ["abandoned", "abandoned"]
+        assert rt_b.agent_state("ann") == "offline"
+        assert rt_b.take_over("A") == ([], ["ann"])  # again (another survivor): changes nothing
+    finally:
+        await rt_a.stop()
+        await rt_b.stop()
+        rt_a.queue_store.close()
+        rt_b.queue_store.close()
