@@ -317,3 +317,21 @@ async def test_a_survivor_takes_over_a_dead_process(redis_url, redis_prefix):
         await rt_b.stop()
         rt_a.queue_store.close()
         rt_b.queue_store.close()
+
+
+async def test_an_app_with_redis_url_shares_its_queue(redis_url, redis_prefix, tmp_path):
+    from fakes import fake_components
+    from server.app import create_app
+    from server.settings import Settings
+
+    settings = Settings(db_url=f"sqlite+aiosqlite:///{tmp_path / 'h.db'}", redis_url=redis_url, redis_prefix=redis_prefix)
+    app = create_app(settings, components=fake_components(), configure_logs=False)
+    runtime = app.state.people.queue
+    assert isinstance(runtime.queue_store, RedisQueueStore) and runtime.shared
+    other = RedisQueueStore(url=redis_url, prefix=redis_prefix, settings=AcdSettings(), process_id="other")
+    async with app.router.lifespan_context(app):
+        await until(lambda: app.state.context is not None, timeout=10)
+        assert app.state.context.queue is runtime and runtime._follower is not None
+        other.decide("agent_login", "zoe", ["zh"], now=time.time())  # another process signs an agent in
+        await until(lambda: any(a["name"] == "zoe" for a in runtime.queue_view()["agents"]))
+    other.close()
