@@ -106,7 +106,10 @@ class _RedisFactory:
 
 def _process_main(factory: Any, worker: int, decisions: int, barrier: Any, out: Any) -> None:
     barrier.wait()
-    out.put(_work(factory, worker, decisions, seed=worker))
+    try:
+        out.put(_work(factory, worker, decisions, seed=worker))
+    except Exception as exc:  # reported by the parent, which would otherwise wait for this worker's figures
+        out.put(f"worker {worker}: {type(exc).__name__}: {exc}")
 
 
 def _row(name: str, processes: int, results: list[WorkerResult]) -> dict[str, Any]:
@@ -138,6 +141,9 @@ def run_bench(*, redis_url: str | None, processes: int, decisions: int) -> list[
             for p in procs:
                 p.start()
             results = [out.get(timeout=600) for _ in procs]
+            failed = [r for r in results if isinstance(r, str)]
+            if failed:
+                raise RuntimeError("; ".join(failed))
         finally:
             for p in procs:
                 p.join(timeout=10)
