@@ -107,7 +107,8 @@ class RedisQueueStore:
         self.keys = [base + "state", base + "finals", base + "order", base + "log", base + "turn"]
         self._commit_script = self.client.register_script(COMMIT)
         self.conflicts = 0  # decisions made again because another process committed first (bench, metrics)
-        self._kept: tuple[int, bytes] | None = None  # (version, doc): the state as this process last saw it
+        # (version, doc or (AcdState, parties)): the state as this process last saw it (see _decide).
+        self._kept: tuple[int, Any] | None = None
 
     @classmethod
     def connect(cls, **kwargs: Any) -> "RedisQueueStore":
@@ -164,13 +165,17 @@ class RedisQueueStore:
                 call_ids: tuple[str, ...]) -> Decision | None:
         kept = self._kept if event != "tick" else None
         for attempt in range(self.max_tries):
-            if kept is not None:  # this process's last write: decide on it without a read (see the module doc)
-                (version, doc_raw), finals, kept = kept, {}, None
+            if kept is not None:  # the state as this process last saw it: decide without a read (module doc)
+                version, held, finals, kept = kept[0], kept[1], {}, None
                 from_copy = True
+                if isinstance(held, tuple):  # this process's own last write, still as objects: not even a parse
+                    acd, parties = Acd(settings=self.settings, state=held[0]), held[1]
+                else:
+                    acd, parties = self._parse(held, finals)
             else:
                 version, doc_raw, finals = self._read(call_ids)
                 from_copy = False
-            acd, parties = self._parse(doc_raw, finals)
+                acd, parties = self._parse(doc_raw, finals)
             if event == "tick" and not is_due(acd, decision_time(acd.state, now)):
                 return None  # nothing due (or another process claimed it first): nothing to write
             try:
@@ -198,7 +203,8 @@ class RedisQueueStore:
             new_version = self._commit(version, doc, due, new_finals, entry, absent,
                                        claim_turn=attempt + 1 >= TURN_AFTER_CONFLICTS)
             if new_version > 0:
-                self._kept = (new_version, doc.encode())
+                acd.state.finals.clear()  # saved; a later decision on this copy reads finals from Redis again
+                self._kept = (new_version, (acd.state, parties))
                 return Decision(version=new_version, at=at, origin=self.process_id, actions=tuple(actions),
                                 parties=named, next_deadline=due)
             self.conflicts += 1
