@@ -10,8 +10,8 @@ import importlib
 import sys
 
 # Modules that expose `add_commands(subparsers)`; each sub-command sets `func(args) -> int`.
-COMMAND_MODULES = ("voice.cli", "voice.tts.cli", "routing.cli", "server.commands", "server.caller.cli", "server.people.users_cli",
-                   "server.knowledge.cli")
+COMMAND_MODULES = ("voice.cli", "voice.tts.cli", "routing.cli", "server.commands", "server.caller.cli",
+                   "server.people.users_cli", "server.people.queue_bench", "server.knowledge.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--config", help="settings file (YAML or TOML); environment variables HOTLINE_* override it")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    bench = sub.add_parser("bench", help="benchmarks that print figures (asr, routing, call)")
+    bench = sub.add_parser("bench", help="benchmarks that print figures (asr, routing, call, queue)")
     bench_sub = bench.add_subparsers(dest="bench_command", metavar="WHAT")
     for name in COMMAND_MODULES:
         try:
