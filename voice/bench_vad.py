@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from voice.audio import decode_file, float_to_pcm16, pcm16_to_float, pcm16_to_telephone, telephone_to_pcm16
+from voice.audio import decode_file, through_telephone
 from voice.bench import load_manifest
 from voice.types import SAMPLE_RATE
 
@@ -58,7 +58,7 @@ def run(as_json: bool = False) -> int:
     from voice.vad import SileroVad, WebRtcVad
 
     clean, truth = build_signal()
-    phone = pcm16_to_float(telephone_to_pcm16(pcm16_to_telephone(float_to_pcm16(clean))))
+    phone = through_telephone(clean)
     seconds = len(clean) / SAMPLE_RATE
     rows = []
     for name, vad in (("silero", SileroVad()), ("webrtc", WebRtcVad(aggressiveness=2)), ("webrtc-3", WebRtcVad(aggressiveness=3))):
