@@ -63,9 +63,9 @@ def cmd_transcribe(args) -> int:
     for path in args.files:
         try:
             audio = decode_file(path)
-        except AudioFormatError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            status = 1
+        except AudioFormatError as exc:  # bad input: said in one line, the other files still transcribed
+            print(f"error: {exc} (give an audio file: WAV, FLAC, MP3, AIFF, OGG, or raw .pcm / .ul)", file=sys.stderr)
+            status = 2
             continue
         transcripts = transcribe_file(rec, audio, settings=settings, language=args.language)
         if args.json:
