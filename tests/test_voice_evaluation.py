@@ -113,3 +113,14 @@ def test_summary_keeps_model_references_out_of_the_figures():
     assert s["en"]["n"] == 1 and s["en"]["ci95"] is None  # one clip: no interval claimed
     assert (s["language_ok"], s["language_n"]) == (4, 4)
     assert (s["other_ok"], s["other_n"]) == (1, 1)  # Cantonese is reported, not counted
+
+
+def test_vad_bench_without_webrtcvad_says_how_to_install_it(monkeypatch, capsys):
+    import sys
+
+    from voice import bench_vad
+
+    monkeypatch.setitem(sys.modules, "webrtcvad", None)  # as if the 'bench' extra were not installed
+    assert bench_vad.run() == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "webrtcvad is not installed" in err[0] and ".[bench]" in err[0]

@@ -39,8 +39,10 @@ def add_commands(sub, bench_sub) -> None:
     p.set_defaults(func=cmd_bench_asr)
 
     p = bench_sub.add_parser("vad", help="Silero vs webrtcvad, wideband and 8 kHz telephone audio")
+    p.add_argument("--part", default="test", choices=["test", "dev"], help="which part of the recordings")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=lambda args: __import__("voice.bench_vad", fromlist=["run"]).run(as_json=args.json))
+    p.set_defaults(func=lambda args: __import__("voice.bench_vad", fromlist=["run"]).run(as_json=args.json,
+                                                                                          part=args.part))
 
 
 def settings_from_args(args) -> VoiceSettings:
