@@ -60,6 +60,9 @@ CASES = {
     "bad env JSON": (["models"], {"HOTLINE_VOICE": "{not json"}, "HOTLINE_* variable"),
     "bad env db URL": (["warm"], {"HOTLINE_DB_URL": "mysql://x/y"}, "db_url (HOTLINE_DB_URL)"),
     "missing audio file": (["transcribe", "{tmp}/missing.wav"], {}, "no such file"),
+    "not audio": (["transcribe", "{tmp}/list.yaml"], {}, "give an audio file"),
+    "bad output folder": (["say", "hello", "--voice", "espeak", "-o", "{tmp}/missing/x.wav"], {},
+                          "not a file in an existing folder"),
 }
 
 

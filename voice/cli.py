@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from voice.settings import VoiceSettings
 
@@ -60,13 +61,23 @@ def cmd_transcribe(args) -> int:
     settings = settings_from_args(args)
     if args.no_vocabulary:
         settings = settings.model_copy(update={"use_vocabulary_prompt": False})
-    rec = build_recognizer(settings, engine=args.engine)
     status = 0
-    for path in args.files:
+    audio_error = "(give an audio file: WAV, FLAC, MP3, AIFF, OGG, or raw .pcm / .ul)"
+    files = []
+    for path in args.files:  # missing files are said before the model loads, not after
+        if Path(path).is_file():
+            files.append(path)
+        else:
+            print(f"error: {path}: no such file {audio_error}", file=sys.stderr)
+            status = 2
+    if not files:
+        return status
+    rec = build_recognizer(settings, engine=args.engine)
+    for path in files:
         try:
             audio = decode_file(path)
         except AudioFormatError as exc:  # bad input: said in one line, the other files still transcribed
-            print(f"error: {exc} (give an audio file: WAV, FLAC, MP3, AIFF, OGG, or raw .pcm / .ul)", file=sys.stderr)
+            print(f"error: {exc} {audio_error}", file=sys.stderr)
             status = 2
             continue
         transcripts = transcribe_file(rec, audio, settings=settings, language=args.language)

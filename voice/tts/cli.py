@@ -76,6 +76,10 @@ def cmd_say(args) -> int:
     if not has_speakable(args.text):
         print("error: nothing to say (the text is empty, or only symbols / links)", file=sys.stderr)
         return 2
+    out = Path(args.output)
+    if not out.parent.is_dir() or out.is_dir():  # said before the synthesis, not after it as a traceback
+        print(f"error: {out} is not a file in an existing folder: give -o a path such as answer.wav", file=sys.stderr)
+        return 2
     try:
         synth = build_voice(settings, args.voice)
         t0 = time.perf_counter()
@@ -88,13 +92,16 @@ def cmd_say(args) -> int:
     except ModelMissingError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3
-    out = Path(args.output)
-    if out.suffix.lower() in (".ul", ".mulaw", ".ulaw"):
-        out.write_bytes(b"".join(to_telephone(c) for c in chunks))
-    else:
-        from voice.audio import write_wav
+    try:
+        if out.suffix.lower() in (".ul", ".mulaw", ".ulaw"):
+            out.write_bytes(b"".join(to_telephone(c) for c in chunks))
+        else:
+            from voice.audio import write_wav
 
-        write_wav(out, pcm16_of(chunks))
+            write_wav(out, pcm16_of(chunks))
+    except (OSError, RuntimeError) as exc:  # soundfile's errors are RuntimeErrors
+        print(f"error: cannot write {out} ({exc}); give -o a writable file", file=sys.stderr)
+        return 2
     duration = sum(c.duration_s for c in chunks)
     print(f"{out}: {synth.name}, {language}, {len(chunks)} chunk(s), {duration:.2f} s of speech, "
           f"synthesized in {elapsed:.2f} s including model load (real-time factor {elapsed / max(duration, 1e-9):.3f}, "
