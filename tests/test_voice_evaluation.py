@@ -21,6 +21,7 @@ from voice.evaluation import bootstrap_ci, error_counts, normalize_en, normalize
     ("Call 962288 or 12345.", "call nine hundred sixty two thousand two hundred eighty eight or twelve thousand three hundred forty five"),
     ("Open 9:00 to 17:30", "open nine to seventeen thirty"),
     ("the 20th of November", "The twentieth of November"),
+    ("approved on 2026-11-20.", "approved on November 20th, 2026"),
     ("ＨＥＬＬＯ，２５％", "hello twenty five percent"),
     ("don't", "Dont"),
 ])

@@ -7,8 +7,9 @@ must show as an error, not be normalised away by the same rule. It folds what is
 - width and case: full-width letters, digits and punctuation fold to ASCII (NFKC); English is lower-cased;
 - punctuation and symbols are dropped;
 - numbers, one way only: English digits become words ("25" -> "twenty five", "1455" -> "fourteen fifty five",
-  "9:30" -> "nine thirty", "20th" -> "twentieth"); Chinese numerals become digits ("十五" -> "15",
-  "二零一一" -> "2011", "幺" -> "1"), so "15 米" and "十五米" score alike;
+  "9:30" -> "nine thirty", "20th" -> "twentieth", "2026-11-20" -> "november twentieth two thousand twenty six");
+  Chinese numerals become digits ("十五" -> "15", "二零一一" -> "2011", "幺" -> "1"), so "15 米" and "十五米"
+  score alike;
 - Traditional Chinese becomes Simplified.
 """
 from __future__ import annotations
@@ -23,6 +24,7 @@ from voice.language import to_simplified
 _ONES = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen " \
         "seventeen eighteen nineteen".split()
 _TENS = "twenty thirty forty fifty sixty seventy eighty ninety".split()
+_MONTHS = "january february march april may june july august september october november december".split()
 _ORDINAL = {"one": "first", "two": "second", "three": "third", "five": "fifth", "eight": "eighth", "nine": "ninth",
             "twelve": "twelfth"}
 
@@ -56,6 +58,13 @@ def _ordinal(words: str) -> str:
     return (head + " " if head else "") + last
 
 
+def _iso_date(m: re.Match) -> str:
+    year, month, day = (int(g) for g in m.groups())
+    if not (1 <= month <= 12 and 1 <= day <= 31):
+        return m.group()
+    return f" {_MONTHS[month - 1]} {_ordinal(_english_number(str(day)))} {year} "
+
+
 def _strip_punct(text: str) -> str:
     return "".join(" " if unicodedata.category(ch).startswith(("P", "S")) else ch for ch in text)
 
@@ -63,6 +72,8 @@ def _strip_punct(text: str) -> str:
 def normalize_en(text: str) -> list[str]:
     text = unicodedata.normalize("NFKC", text).lower().replace("'", "").replace("’", "")
     text = re.sub(r"(\d),(\d)", r"\1\2", text)
+    # An ISO date is written for the eye; it is said (and written back by Whisper) as "November 20th, 2026".
+    text = re.sub(r"\b(\d{4})-(\d\d)-(\d\d)\b", _iso_date, text)
     text = re.sub(r"\b(\d{1,2}):(\d\d)\b", lambda m: f" {m.group(1)} " + ("" if m.group(2) == "00" else m.group(2)), text)
     text = text.replace("oclock", " ").replace("%", " percent ").replace("&", " and ")
     text = re.sub(r"(\d+)(st|nd|rd|th)\b", lambda m: " " + _ordinal(_english_number(m.group(1))) + " ", text)
