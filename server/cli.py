@@ -48,10 +48,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     args.load_settings = lambda: _load_settings(args.config)
+    from server.settings import SettingsError, async_db_url
+
     try:
+        if getattr(args, "db", None):  # every command's --db: the plain URL forms map to the async drivers
+            args.db = async_db_url(args.db)
         return int(func(args) or 0)
     except KeyboardInterrupt:
         return 130
+    except SettingsError as exc:  # bad settings or options: one line that says what to change, no traceback
+        print(f"hotline: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

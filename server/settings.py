@@ -11,7 +11,7 @@ import contextvars
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -19,6 +19,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
     YamlConfigSettingsSource,
 )
+from pydantic_settings import SettingsError as SourceError
 
 from routing.queue import AcdSettings
 from routing.settings import RoutingSettings
@@ -35,6 +36,46 @@ def project_root() -> Path:
 
 def default_db_url() -> str:
     return f"sqlite+aiosqlite:///{project_root() / 'var' / 'hotline.db'}"
+
+
+class SettingsError(ValueError):
+    """A bad setting or option, said in one line: what is wrong and what to do. The CLI prints it and exits 2."""
+
+
+# The URL forms every SQLAlchemy user types, and the async drivers the service runs on.
+_DB_SCHEMES = {"sqlite": "sqlite+aiosqlite", "sqlite+aiosqlite": "sqlite+aiosqlite",
+               "postgresql": "postgresql+asyncpg", "postgres": "postgresql+asyncpg",
+               "postgresql+asyncpg": "postgresql+asyncpg"}
+DB_URL_HELP = "use sqlite:///PATH or postgresql://USER@HOST[:PORT]/DATABASE"
+
+
+def async_db_url(url: str) -> str:
+    """`sqlite:///x.db` -> `sqlite+aiosqlite:///x.db`, `postgresql://…` -> `postgresql+asyncpg://…`; others refused.
+
+    The message never repeats the URL: it may hold a password.
+    """
+    scheme, sep, rest = url.strip().partition("://")
+    driver = _DB_SCHEMES.get(scheme.lower()) if sep else None
+    if driver is None:
+        known = "" if not sep else f" (the scheme {scheme!r} is not supported)"
+        raise SettingsError(f"bad database URL{known}: {DB_URL_HELP}")
+    if not rest.strip("/"):
+        raise SettingsError(f"bad database URL: it names no database; {DB_URL_HELP}")
+    return f"{driver}://{rest}"
+
+
+def _one_line(exc: ValidationError) -> str:
+    """pydantic's multi-line report -> one line naming each bad setting as a file key and an environment variable."""
+    parts = []
+    for err in exc.errors(include_url=False):
+        loc = [str(x) for x in err["loc"] if not isinstance(x, int)]
+        key = ".".join(loc) or "settings"
+        env = "HOTLINE_" + "__".join(loc).upper() if loc else "HOTLINE_*"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown setting: remove it or fix its spelling (README, Configuration)"
+        parts.append(f"{key} ({env}): {msg}")
+    return "bad setting: " + "; ".join(parts) + " (change it in the --config file or the environment)"
 
 
 class PeopleSettings(BaseModel):
@@ -113,9 +154,10 @@ class Settings(BaseSettings):
     @field_validator("db_url")
     @classmethod
     def _known_database(cls, value: str) -> str:
-        if not (value.startswith("sqlite+aiosqlite://") or value.startswith("postgresql+asyncpg://")):
-            raise ValueError("db_url must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
-        return value
+        try:
+            return async_db_url(value)
+        except SettingsError as exc:
+            raise ValueError(str(exc)) from None
 
     @field_validator("redis_url")
     @classmethod
@@ -153,10 +195,20 @@ class Settings(BaseSettings):
         """Build and validate the settings; `path` is an optional YAML/TOML file under the environment."""
         file = Path(path) if path else None
         if file is not None and not file.is_file():
-            raise FileNotFoundError(f"settings file not found: {file}")
+            raise SettingsError(f"settings file not found: {file}; give --config an existing YAML or TOML file")
         token = _CONFIG_FILE.set(file)
         try:
             return cls(**overrides)
+        except ValidationError as exc:
+            raise SettingsError(_one_line(exc)) from None
+        except SourceError as exc:  # an environment variable that is not valid JSON for a nested setting
+            raise SettingsError(f"bad setting: {exc}; fix that HOTLINE_* variable") from None
+        except Exception as exc:  # the file itself: not YAML/TOML, not a mapping, not UTF-8
+            if file is None:
+                raise
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise SettingsError(f"settings file {file} cannot be read ({first}); it must be a YAML or TOML "
+                                "mapping of settings (README, Configuration)") from None
         finally:
             _CONFIG_FILE.reset(token)
 

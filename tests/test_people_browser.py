@@ -20,6 +20,7 @@ from typing import Any, Awaitable, Callable
 
 import pytest
 
+from conftest import require_tool
 from fakes import fake_components, silence, tone
 from people_helpers import PASSWORD, add_users, build_app, make_settings, serve
 from wsclient import NativeCaller
@@ -34,8 +35,10 @@ SHOTS = Path(os.environ.get("HOTLINE_SCREENSHOTS_DIR") or tempfile.mkdtemp(prefi
 ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update",
         "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream", "--autoplay-policy=no-user-gesture-required"]
 
-if not CHROMIUM.exists():
-    pytest.skip("Debian's chromium is not installed at /usr/bin/chromium", allow_module_level=True)
+
+@pytest.fixture(autouse=True)
+def _chromium():
+    require_tool(CHROMIUM, "Debian's chromium (/usr/bin/chromium)", "apt-get install chromium")
 
 
 async def sign_in(browser: Any, base: str, path: str, name: str, errors: list[str]) -> Any:

@@ -167,9 +167,12 @@ def test_settings_refuse_bad_values(tmp_path):
         Settings(no_such_option=1)
     bad = tmp_path / "bad.yaml"
     bad.write_text("prot: 1\n")
-    with pytest.raises(ValidationError):
+    from server.settings import SettingsError
+
+    # Settings.load, the one door of the CLI and the service, says it in one line (tests/test_server_cli_errors.py).
+    with pytest.raises(SettingsError, match=r"prot \(HOTLINE_PROT\): unknown setting"):
         Settings.load(bad)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(SettingsError, match="settings file not found"):
         Settings.load(tmp_path / "missing.yaml")
 
 

@@ -14,6 +14,13 @@ from conftest import espeak_say
 pytestmark = pytest.mark.model
 
 
+@pytest.fixture(scope="module")
+def manifest(manifest):
+    """The development part of the recordings only. Thresholds are what tuning aims at, so they may look at dev and
+    never at the held-out test part, whose figures `hotline bench asr` reports (recordings_fixtures/README.md)."""
+    return [c for c in manifest if c.split == "dev"]
+
+
 def _score(recognizer, clips, language):
     errors = total = 0
     for clip in clips:
@@ -29,6 +36,8 @@ def test_english_wer_at_most_10_percent(recognizer, manifest):
 
 
 def test_mandarin_cer_at_most_18_percent(recognizer, manifest):
+    # Two of these references are another recognizer's output (reference_source = model) and agree with Whisper
+    # more than a person's would; `hotline bench asr` keeps them out of its figures and shows the CER without them.
     cer = _score(recognizer, [c for c in manifest if c.language == "zh"], "zh")
     assert cer <= 0.18, f"Mandarin CER {cer:.1%}"
 

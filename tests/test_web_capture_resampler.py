@@ -10,10 +10,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import require_tool
+
 WORKLET = Path(__file__).resolve().parent.parent / "server" / "web" / "static" / "capture-worklet.js"
 NODE = shutil.which("node")
 
-pytestmark = pytest.mark.skipif(NODE is None, reason="node is not installed (only this test needs it)")
+
+@pytest.fixture(autouse=True)
+def _node():
+    require_tool(NODE, "Node.js (node)", "apt-get install nodejs")
+
 
 HARNESS = r"""
 const fs = require("fs");

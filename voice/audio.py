@@ -191,6 +191,11 @@ def pcm16_to_telephone(pcm16_16k: bytes) -> bytes:
     return mulaw_encode((np.clip(samples, -1, 1) * 32767).round().astype(np.int16))
 
 
+def through_telephone(audio: np.ndarray) -> np.ndarray:
+    """16 kHz float audio as it arrives over a phone line: down to 8 kHz μ-law and back (the benchmarks' copies)."""
+    return pcm16_to_float(telephone_to_pcm16(pcm16_to_telephone(float_to_pcm16(audio))))
+
+
 def frames(pcm16: bytes, frame_bytes: int = 640) -> list[bytes]:
     """Split PCM16 into fixed frames (the last one zero-padded), as a caller's phone sends them."""
     out = [pcm16[i : i + frame_bytes] for i in range(0, len(pcm16), frame_bytes)]

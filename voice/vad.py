@@ -79,8 +79,11 @@ class WebRtcVad:
     window = 480  # 30 ms at 16 kHz
 
     def __init__(self, *, aggressiveness: int = 2) -> None:
-        import webrtcvad
-
+        try:
+            import webrtcvad
+        except ModuleNotFoundError:
+            raise ModuleNotFoundError("webrtcvad is not installed: it is the optional extra 'bench' "
+                                      "(pip install -e '.[bench]'; setup.sh installs it)", name="webrtcvad") from None
         self._vad = webrtcvad.Vad(aggressiveness)
 
     def fork(self) -> "WebRtcVad":
