@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from voice.settings import VoiceSettings
 
@@ -32,6 +33,15 @@ def add_commands(sub, bench_sub) -> None:
     p.add_argument("--json", action="store_true")
     p.add_argument("-v", "--verbose", action="store_true", help="print every clip's transcript")
     p.set_defaults(func=cmd_bench_asr)
+
+    p = bench_sub.add_parser("window", help="the recognizer's final vs the plain engine call, 30 s vs utterance "
+                                           "encoder window: WER/CER and encoder/decoder time on real recordings")
+    p.add_argument("--folder", type=Path, default=None, help="recordings folder with a manifest.tsv "
+                   "(default: recordings_fixtures/)")
+    p.add_argument("--max-seconds", type=float, default=None, help="only clips up to this long")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("-v", "--verbose", action="store_true", help="print every clip's transcript")
+    p.set_defaults(func=cmd_bench_window)
 
     p = bench_sub.add_parser("vad", help="Silero vs webrtcvad, wideband and 8 kHz telephone audio")
     p.add_argument("--json", action="store_true")
@@ -122,3 +132,11 @@ def cmd_bench_asr(args) -> int:
     engines = ["faster-whisper", "openai-whisper"] if args.engine == "all" else [args.engine]
     return run(engines, vocabulary=args.vocabulary, settings=settings, as_json=args.json, verbose=args.verbose,
                domain=args.domain)
+
+
+def cmd_bench_window(args) -> int:
+    from voice.bench import FIXTURES
+    from voice.bench_window import run
+
+    return run(folder=args.folder or FIXTURES, settings=settings_from_args(args), as_json=args.json,
+               verbose=args.verbose, limit_s=args.max_seconds)
