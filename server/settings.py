@@ -89,6 +89,10 @@ class Settings(BaseSettings):
     max_call_s: float = Field(default=1800.0, gt=0)
     greeting: bool = True
     warm_answers: bool = True  # synthesize every knowledge-base answer into the (disk) cache in the background
+    # An answer whose first audio is not ready this long after the caller stopped speaking (an uncached answer on
+    # a busy machine) is preceded by the cached "one_moment" prompt. The call events report the time to it
+    # (ack_ms) apart from the time to the answer's own first audio (response_ms). None: never.
+    acknowledge_after_s: float | None = Field(default=1.0, gt=0)
 
     # --- websockets and back-pressure ---
     send_queue_max: int = Field(default=256, ge=4)  # outbound messages per call; ~5 s of 20 ms frames

@@ -83,4 +83,7 @@ class VoiceSettings(BaseModel):
     voice: Literal["neural", "espeak"] = "neural"
     tts_speed: float = Field(default=1.0, gt=0.5, lt=2.0)
     tts_cache_size: int = Field(default=512, ge=0)
+    # A long first sentence is spoken as its opening clause, then the rest (voice/tts/lead.py): an uncached answer
+    # starts sooner. The round trip stays within its targets with it (tests/test_voice_tts_kokoro.py).
+    tts_lead_chunk: bool = True
     tts_disk_cache: bool = True  # keep synthesized prompts and answers in cache_dir/tts across restarts
