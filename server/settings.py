@@ -89,6 +89,9 @@ class Settings(BaseSettings):
     max_call_s: float = Field(default=1800.0, gt=0)
     greeting: bool = True
     warm_answers: bool = True  # synthesize every knowledge-base answer into the (disk) cache in the background
+    # Niceness of the answer-warming process (voice/tts/warming.py): 19, the lowest priority; it is also frozen
+    # while calls are connected. Lower only for tests on a machine loaded by other work.
+    warm_niceness: int = Field(default=19, ge=0, le=19)
     # An answer whose first audio is not ready this long after the caller stopped speaking (an uncached answer on
     # a busy machine) is preceded by the cached "one_moment" prompt. The call events report the time to it
     # (ack_ms) apart from the time to the answer's own first audio (response_ms). None: never.
