@@ -22,12 +22,17 @@ Item = tuple[str, str]  # (text, language)
 
 
 def _warm(settings_json: str, items: Sequence[Item], niceness: int) -> None:
+    # Its own process group: a pause must also freeze the processes the voice starts (the espeak-ng phonemizer).
+    os.setpgrp()
     os.nice(niceness)
+    parent = os.getppid()
     from voice.tts import build_synthesizer
 
     settings = VoiceSettings.model_validate_json(settings_json).model_copy(update={"tts_cache_size": 0})
     synth = build_synthesizer(settings)
     for text, language in items:
+        if os.getppid() != parent:
+            return  # the server is gone: nobody will read the cache this is filling
         if synth.is_cached(text, language):
             continue
         for _ in synth.synthesize(text, language):
@@ -64,13 +69,20 @@ class Warmer:
 
     def pause(self) -> None:
         if not self.paused and self.running:
-            os.kill(self._process.pid, signal.SIGSTOP)
+            self._signal(signal.SIGSTOP)
             self.paused = True
 
     def resume(self) -> None:
         if self.paused and self.running:
-            os.kill(self._process.pid, signal.SIGCONT)
+            self._signal(signal.SIGCONT)
         self.paused = False
+
+    def _signal(self, sig: int) -> None:
+        pid = self._process.pid
+        try:
+            os.killpg(pid, sig)  # the warmer and what it started
+        except ProcessLookupError:
+            os.kill(pid, sig)  # its own group is not made yet (the first instants after the start)
 
     def stop(self, timeout: float = 5.0) -> None:
         if self._process is None:
