@@ -565,6 +565,10 @@ class CallSession:
         try:
             if item.prefetch is not None:
                 chunks, ready = await item.prefetch
+            elif item.kind == "acknowledgement" and getattr(synth, "is_cached", lambda *a: False)(item.text, item.language):
+                # Cached audio read here, not through the synthesis pool: its worker is busy with the very answer
+                # this acknowledgement covers for.
+                chunks, ready = iter(list(synth.synthesize(item.text, item.language))), None
             else:
                 chunks, ready = await pool.run(lambda: iter(synth.synthesize(item.text, item.language))), None
             while True:
