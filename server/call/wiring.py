@@ -123,6 +123,8 @@ def load_components(settings: Any) -> Components:
     def warm_prompts() -> None:
         # Every fixed prompt a call may need first is synthesized (and cached) before the service says ready: the
         # first caller hears the greeting, "one moment", a transfer or a goodbye at once, whatever else is cold.
+        if voice.tts_cache_size == 0 and not voice.tts_disk_cache:
+            return  # no cache to fill (benchmarks of uncached speech)
         synthesize_prompts(CALL_PROMPTS)
 
     def warm_answers() -> None:

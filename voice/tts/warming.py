@@ -11,12 +11,15 @@ install waited 7-12 s, recognition alone 3 s. Here the warmer is its own process
 """
 from __future__ import annotations
 
+import logging
 import multiprocessing as mp
 import os
 import signal
 from collections.abc import Callable, Sequence
 
 from voice.settings import VoiceSettings
+
+log = logging.getLogger(__name__)
 
 Item = tuple[str, str]  # (text, language)
 
@@ -35,8 +38,11 @@ def _warm(settings_json: str, items: Sequence[Item], niceness: int) -> None:
             return  # the server is gone: nobody will read the cache this is filling
         if synth.is_cached(text, language):
             continue
-        for _ in synth.synthesize(text, language):
-            pass
+        try:
+            for _ in synth.synthesize(text, language):
+                pass
+        except Exception as exc:  # noqa: BLE001 - one failed text is a cache miss later, not the end of warming
+            log.warning("warming: one text failed (%s); going on", type(exc).__name__)
 
 
 class Warmer:
