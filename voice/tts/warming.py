@@ -97,6 +97,9 @@ class Warmer:
             self.resume()
             self._process.terminate()
         self._process.join(timeout)
+        if self.running:  # at nice 19 on a loaded machine it may not even get the CPU to die: insist
+            self._process.kill()
+            self._process.join(timeout)
 
     def run(self, *, busy: Callable[[], bool], stopping: Callable[[], bool], poll_s: float = 0.05) -> int | None:
         """Start, then follow `busy()` (calls connected: paused) until done or `stopping()`. Blocking."""
