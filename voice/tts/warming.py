@@ -38,11 +38,13 @@ def _warm(settings_json: str, items: Sequence[Item], niceness: int) -> None:
             return  # the server is gone: nobody will read the cache this is filling
         if synth.is_cached(text, language):
             continue
-        try:
-            for _ in synth.synthesize(text, language):
-                pass
-        except Exception as exc:  # noqa: BLE001 - one failed text is a cache miss later, not the end of warming
-            log.warning("warming: one text failed (%s); going on", type(exc).__name__)
+        for attempt in (1, 2):  # a second try: espeak-ng's driver now and then loses its output under load
+            try:
+                for _ in synth.synthesize(text, language):
+                    pass
+                break
+            except Exception as exc:  # noqa: BLE001 - one failed text is a cache miss later, not the end of warming
+                log.warning("warming: one text failed (%s, attempt %d)", type(exc).__name__, attempt)
 
 
 class Warmer:
