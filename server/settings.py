@@ -135,6 +135,13 @@ class Settings(BaseSettings):
     greeting: bool = True
     warm_answers: bool = True  # synthesize every knowledge-base answer into the (disk) cache in the background
     knowledge_poll_s: float = Field(default=3.0, gt=0, le=3600)  # how often a process checks for a published change
+    # Niceness of the answer-warming process (voice/tts/warming.py): 19, the lowest priority; it is also frozen
+    # while calls are connected. Lower only for tests on a machine loaded by other work.
+    warm_niceness: int = Field(default=19, ge=0, le=19)
+    # An answer whose first audio is not ready this long after the caller stopped speaking (an uncached answer on
+    # a busy machine) is preceded by the cached "one_moment" prompt. The call events report the time to it
+    # (ack_ms) apart from the time to the answer's own first audio (response_ms). None: never.
+    acknowledge_after_s: float | None = Field(default=1.0, gt=0)
 
     # --- websockets and back-pressure ---
     send_queue_max: int = Field(default=256, ge=4)  # outbound messages per call; ~5 s of 20 ms frames

@@ -214,3 +214,25 @@ def test_bench_summary_separates_first_and_repeated_answers():
     assert any("refused" in e for e in row["errors"])
     again = summarize(1, [report(100.0, [("B", 0.5)])], seen)
     assert again["first_answer_turns"] == 0 and again["repeated_answer_turns"] == 1  # seen in an earlier round
+
+
+def test_bench_checks_route_topic_and_language_of_every_turn_and_keeps_the_acknowledgement_apart():
+    from server.caller.bench import Expect, summarize
+    from server.caller.client import CallReport, TurnReport
+
+    expected = {"permit": Expect("en", ("answer",), ("work_permit_apply",)),
+                "weather": Expect("en", ("answer", "clarify"), ("out_of_scope",))}
+    r = CallReport(url="ws://x", protocol="native", pacing="realtime", started_at=0.0)
+    answers = [("permit", {"route": "answer", "topic": "work_permit_apply", "language": "en", "text": "a"}, None),
+               ("permit", {"route": "answer", "topic": "work_permit_apply", "language": "zh", "text": "b"}, None),
+               ("weather", {"route": "clarify", "topic": "out_of_scope", "language": "en", "text": "c"}, 10.9),
+               ("weather", {"route": "answer", "topic": "salary_fx", "language": "en", "text": "d"}, None)]
+    for i, (name, answer, ack_t) in enumerate(answers, start=1):
+        r.turns.append(TurnReport(index=i, name=name, speech_s=1.0, speech_end_t=10.0 * i, answer_t=10.0 * i + 0.5,
+                                  first_audio_t=10.0 * i + 2.0, ack_t=None if ack_t is None else ack_t + 10 * (i - 1),
+                                  answer=answer))
+    row = summarize(1, [r], set(), expected, label="uncached")
+    assert (row["right"], row["checked"]) == (2, 4)  # wrong language, wrong topic
+    assert len(row["wrong"]) == 2 and row["mode"] == "uncached"
+    assert row["ack_turns"] == 1 and row["ack_median_s"] == pytest.approx(0.9)
+    assert row["median_s"] == pytest.approx(2.0)  # the answer's own first audio, never the acknowledgement

@@ -449,3 +449,45 @@ async def test_readyz_waits_for_models_and_metrics_count_calls(tmp_path):
         gate.set()
         server.should_exit = True
         thread.join(timeout=30)
+
+
+async def test_a_slow_uncached_answer_is_preceded_by_one_moment_reported_apart(tmp_path):
+    from routing.prompts import Prompts
+    from fakes import PROMPTS
+
+    prompts = Prompts.parse({"prompts": {**PROMPTS["prompts"], "one_moment": {"en": "One moment.", "zh": "好的，请稍等。"}}},
+                            where="tests")
+    spoken = {text for variants in prompts.texts.values() for text in variants.values()}
+
+    class SlowAnswers(FakeSynthesizer):
+        def is_cached(self, text: str, language: str) -> bool:
+            return text in spoken  # the prompts are cached before ready; answers are not
+
+        def synthesize(self, text: str, language: str):
+            if not self.is_cached(text, language):
+                time.sleep(1.5)  # an uncached answer on a busy machine
+            yield from super().synthesize(text, language)
+
+    settings = make_settings(tmp_path, acknowledge_after_s=0.3)
+    comps = fake_components(script=[("how do I get a work permit", "en")], synthesizer=SlowAnswers())
+    comps.prompts = prompts
+    with running_server(settings, components=comps) as (url, app):
+        caller = await NativeCaller.connect(f"{url}/ws/call")
+        await caller.send_json({"event": "call.start", "language": "en"})
+        started = await caller.wait_event("call.started")
+        await greeted(caller)
+        await ask(caller)
+        answer = await caller.wait_event("answer")
+        ack = await caller.wait_event("audio.start", count=3)
+        assert ack["text"] == "One moment."
+        ack_end = await caller.wait_event("audio.end", turn=ack["turn"])
+        said = await caller.wait_event("audio.start", count=4, timeout=20)
+        assert said["text"] == answer["text"]
+        said_end = await caller.wait_event("audio.end", turn=said["turn"], timeout=20)
+        assert "ack_ms" in ack_end["timings"] and "response_ms" not in ack_end["timings"]
+        assert said_end["timings"]["response_ms"] > ack_end["timings"]["ack_ms"] + 500  # the answer's own audio
+        await caller.close()
+        await wait_idle(app)
+    _, turns, _ = await stored(settings, started["call_id"])
+    kinds = [t.kind for t in turns if t.speaker == "bot"]
+    assert "acknowledgement" in kinds and "answer" in kinds

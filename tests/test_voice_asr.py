@@ -139,9 +139,9 @@ def test_language_detection_and_decoding_share_one_encoder_pass(voice_settings, 
     calls = {"encode": 0}
     real_encode = engine.encode
 
-    def counting_encode(audio):
+    def counting_encode(audio, **window):
         calls["encode"] += 1
-        return real_encode(audio)
+        return real_encode(audio, **window)
 
     engine.encode = counting_encode
     rec = Recognizer(engine=engine, settings=voice_settings)
@@ -171,3 +171,42 @@ def test_bad_input_to_the_recognizer(recognizer):
     long = np.tile(decode_file(__import__("conftest").FIXTURES / "en_one_two_three.wav"), 14)
     t = recognizer.transcribe(long)
     assert t is not None and t.end_s - t.start_s <= 30.0 + 1e-6 and t.language.label == "en"
+
+
+def test_timestamped_decode_drops_segments_that_start_after_the_speech():
+    from voice.asr import _content_tokens
+
+    eot, ts = 100, 200  # token ids below eot are text; ids from ts on are timestamps of 0.02 s each
+    # <0.00> a b <1.00><1.00> c <2.00><2.90> d d <3.40>  for 3.0 s of speech: the last segment starts at 2.9 s
+    ids = [ts, 1, 2, ts + 50, ts + 50, 3, ts + 100, ts + 145, 4, 4, ts + 170]
+    assert _content_tokens(ids, eot=eot, timestamp_begin=ts, content_s=3.0) == [1, 2, 3]
+    assert _content_tokens(ids, eot=eot, timestamp_begin=ts, content_s=4.0) == [1, 2, 3, 4, 4]
+    assert _content_tokens([1, 2, eot], eot=eot, timestamp_begin=ts, content_s=3.0) == [1, 2]
+
+
+def test_utterance_window_is_short_and_hears_what_the_30_s_window_hears(recognizer, voice_settings, manifest):
+    from voice.asr import Recognizer
+
+    full = Recognizer(engine=recognizer.engine, settings=voice_settings.model_copy(update={"encoder_window": "full"}))
+    assert recognizer.window_s(4.0) == max(4.0 + voice_settings.encoder_margin_s, voice_settings.encoder_min_s) < 30
+    assert full.window_s(4.0) is None and recognizer.window_s(29.5) is None
+    errors = {"short": [0, 0], "full": [0, 0]}
+    for clip in manifest:
+        if clip.language not in ("en", "zh"):
+            continue
+        audio = decode_file(clip.path)
+        for name, rec in (("short", recognizer), ("full", full)):
+            t = rec.transcribe(audio)
+            e, n = error_counts(clip.reference, t.text if t else "", clip.language)
+            errors[name][0] += e
+            errors[name][1] += n
+    rate = {k: e / n for k, (e, n) in errors.items()}
+    assert rate["short"] <= rate["full"] + 0.01, rate
+
+
+def test_a_short_question_in_the_short_window_is_not_repeated(recognizer, manifest):
+    # 3.3 s: with the English vocabulary prompt and no 30 s padding, the decoder used to say it twice.
+    clip = next(c for c in manifest if c.path.name == "en_librispeech_1089-134686-0001.wav")
+    t = recognizer.transcribe(decode_file(clip.path))
+    assert t is not None and t.text.lower().count("counsel") == 1, t.text
+    assert error_rate(clip.reference, t.text, "en") <= 0.25

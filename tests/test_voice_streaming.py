@@ -227,3 +227,69 @@ def test_sample_buffer_keeps_order_across_growth_and_front_drops():
     assert np.array_equal(buf.slice(0, len(buf)), reference)
     assert np.array_equal(buf.slice(100, 900), reference[100:900])
     assert len(buf.slice(len(buf) - 5, len(buf) + 50)) == 5 and len(buf.slice(10, 5)) == 0
+
+
+@pytest.mark.parametrize("text,kind", [
+    ("How do I renew my work permit?", "complete"),
+    ("工作许可怎么办理？", "complete"),
+    ("外国人可以办居留许可吗", "complete"),
+    ("这个要多少钱", "complete"),
+    ("I would like to ask about, um", "hesitant"),
+    ("I need my residence permit and", "hesitant"),
+    ("My work permit expires next month,", "hesitant"),
+    ("我想问一下那个", "hesitant"),
+    ("I have a question about the single window.", "open"),
+    ("", "open"),
+])
+def test_ending_kind_reads_complete_questions_and_hesitations(text, kind):
+    from voice.streaming import ending_kind
+
+    assert ending_kind(text) == kind
+
+
+def _adaptive() -> Endpointer:
+    return Endpointer(min_speech_s=0.1, end_silence_s=0.6, prefinal_silence_s=0.25, partial_interval_s=10,
+                      complete_silence_s=0.35, hesitation_silence_s=1.0)
+
+
+def _end_time(events) -> float:
+    return next(t for t, e in events if isinstance(e, UtteranceEnd))
+
+
+def _speak_then_prefinal(ep: Endpointer):
+    """20 windows of speech, then silence until the speculative recognition is due: (its voice end, now)."""
+    from voice.streaming import PrefinalDue
+
+    events, now = drive(ep, [0.9] * 20 + [0.0] * 9)
+    return next(e for _, e in events if isinstance(e, PrefinalDue)).end_s, now
+
+
+def test_end_silence_is_shorter_after_a_complete_question_on_a_virtual_clock():
+    ep = _adaptive()
+    voice_end, now = _speak_then_prefinal(ep)
+    assert ep.heard("Can I apply for a work permit online?", voice_end) == 0.35
+    rest, _ = drive(ep, [0.0] * 30, now)
+    assert _end_time(rest) == pytest.approx(20 * W + 0.35, abs=W)
+
+
+def test_end_silence_is_longer_after_a_hesitation_and_plain_otherwise():
+    ep = _adaptive()
+    voice_end, now = _speak_then_prefinal(ep)
+    assert ep.heard("I want to ask about my, um", voice_end) == 1.0
+    rest, _ = drive(ep, [0.0] * 40, now)
+    assert _end_time(rest) == pytest.approx(20 * W + 1.0, abs=W)
+    ep = _adaptive()
+    voice_end, now = _speak_then_prefinal(ep)
+    assert ep.heard("I have a question about the single window.", voice_end) == 0.6
+    rest, _ = drive(ep, [0.0] * 40, now)
+    assert _end_time(rest) == pytest.approx(20 * W + 0.6, abs=W)
+
+
+def test_an_adapted_end_silence_lapses_when_the_caller_speaks_again():
+    ep = _adaptive()
+    voice_end, now = _speak_then_prefinal(ep)
+    ep.heard("Where do I apply?", voice_end)  # complete, but the caller goes on speaking
+    more, now = drive(ep, [0.9] * 10, now)
+    assert not any(isinstance(e, UtteranceEnd) for _, e in more)
+    rest, _ = drive(ep, [0.0] * 40, now)
+    assert _end_time(rest) == pytest.approx(39 * W + 0.6, abs=W)  # the new silence gets the plain wait

@@ -153,3 +153,51 @@ def test_style_mix_is_the_average_and_rejects_unknown_names():
     np.testing.assert_allclose(mixed, (styles["jm_kumo"] + styles["jf_gongitsune"]) / 2, rtol=1e-6)
     with pytest.raises(ValueError):
         mix_style(styles, ("af_heart",))
+
+
+@pytest.fixture(scope="module")
+def lead_chunks(kokoro):
+    """The bench sentences that the lead chunk cuts, spoken through LeadChunker (the call path's synthesizer)."""
+    from voice.tts.lead import LeadChunker, lead_cut
+
+    lead = LeadChunker(kokoro)
+    return {(lang, text): list(lead.synthesize(text, lang)) for lang, texts in BENCH_SENTENCES.items()
+            for text in texts if lead_cut(text, lang)}
+
+
+def test_round_trip_with_the_lead_chunk_stays_within_targets(judge, bench_chunks, lead_chunks):
+    assert {lang for lang, _ in lead_chunks} == {"en", "zh"}  # both languages have cut sentences
+    spoken = {**bench_chunks, **lead_chunks}
+    wer, misheard = round_trip(judge, spoken, "en")
+    assert wer <= 0.05, misheard
+    cer, misheard = round_trip(judge, spoken, "zh")
+    assert cer <= 0.15, misheard
+
+
+def test_lead_chunk_comes_first_with_a_short_pause_and_the_rest_follows(lead_chunks):
+    from voice.tts.lead import LEAD_PAUSE_S, lead_cut
+
+    for (lang, text), chunks in lead_chunks.items():
+        lead, rest = lead_cut(text, lang)
+        assert chunks[0].text == lead and not chunks[0].last and len(chunks) >= 2
+        assert [c.index for c in chunks] == list(range(len(chunks))) and sum(c.last for c in chunks) == 1
+        assert chunks[-1].last and "".join(c.text for c in chunks[1:]).replace(" ", "") == rest.replace(" ", "")
+        tail = pcm16_to_float(chunks[0].pcm16)[-int(LEAD_PAUSE_S * SAMPLE_RATE):]
+        assert np.all(tail == 0)  # the lead ends in a comma's pause, not a sentence's
+        assert np.any(pcm16_to_float(chunks[0].pcm16)[-int((LEAD_PAUSE_S + 0.05) * SAMPLE_RATE):] != 0)
+
+
+@pytest.mark.parametrize("text,language,expected", [
+    ("To renew your residence permit, apply at the exit-entry bureau at least 30 days before it expires.", "en",
+     ("To renew your residence permit,", "apply at the exit-entry bureau at least 30 days before it expires.")),
+    ("Our office hours are 9:00 to 17:00, Monday to Friday, except public holidays.", "en",
+     ("Our office hours are 9:00 to 17:00,", "Monday to Friday, except public holidays.")),
+    ("Hello, you have reached the Foreign Talent hotline.", "en", None),  # short: spoken whole
+    ("您好，这里是外国人才服务热线，请问有什么可以帮您？", "zh", ("您好，这里是外国人才服务热线，", "请问有什么可以帮您？")),
+    ("工作许可一般在十个工作日内办理完毕并通知申请人。", "zh", None),  # no clause mark: never cut inside a clause
+    ("居留许可需要在到期前三十天申请延期，好的。", "zh", None),  # the rest would be too short to speak alone
+])
+def test_lead_cut_only_at_clause_marks_with_both_sides_long_enough(text, language, expected):
+    from voice.tts.lead import lead_cut
+
+    assert lead_cut(text, language) == expected

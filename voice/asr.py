@@ -6,12 +6,20 @@
 Each utterance is encoded ONCE: language detection and decoding share the encoder output. (faster-whisper's own
 `transcribe()` runs the encoder a second time when it has to detect the language; on 2 cores the encoder is most
 of the cost of a short utterance.)
+
+The encoder need not see Whisper's padded 30 s window: CTranslate2 encodes a window as long as the utterance plus a
+margin (settings.encoder_window), 5-10x less encoder work on a hotline question. Without the 30 s of padding the
+decoder loses its cue that the speech has ended and, without timestamps, repeats the utterance ("Stuff it into you,
+his belly counseled him. Stuff it into you, ..."); decoded WITH timestamps it marks where each segment starts, and
+segments that start where the speech has already ended are dropped (see `_content_tokens`). `hotline bench window`
+measures both windows side by side on the real recordings.
 """
 from __future__ import annotations
 
 import logging
 import threading
 import time
+import math
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -25,6 +33,11 @@ from voice.types import SAMPLE_RATE, LanguageVerdict, Transcript
 log = logging.getLogger(__name__)
 
 MAX_SECONDS = 30.0  # Whisper's window; longer audio is split by the caller (see transcribe_long)
+FRAMES_PER_SECOND = 100  # Whisper's log-Mel frames (10 ms hop)
+# A segment the decoder starts this close to the end of the speech (or later) is the decoder running on into the
+# silent margin (a repetition), not speech.
+LATE_SEGMENT_S = 0.3
+LOOP_RATIO = 2.4  # gzip compression ratio above which Whisper itself treats a decode as a repetition loop
 
 # Hotline vocabulary, given to the decoder as the previous-text prompt in the utterance's language (issue 2:
 # "measure what it changes": `hotline bench asr --vocabulary both`). The Chinese prompt is in Simplified
@@ -50,18 +63,28 @@ class Decoded:
     text: str
     avg_logprob: float
     no_speech_prob: float
+    # False when a timestamped decode never closed its last segment: it ran on until max_length, the sign of a
+    # repetition loop (seen with the vocabulary prompt in a short window: "Stuff it into you, his belly counseled
+    # him. Stuff it into you, ...").
+    ended: bool = True
+
+    @property
+    def looping(self) -> bool:
+        return not self.ended or _compression_ratio(self.text) > LOOP_RATIO
 
 
 class Engine(Protocol):
     """What differs between the two engines: three calls on one encoder output."""
 
     name: str
+    short_window: bool  # can encode less than Whisper's 30 s window
 
-    def encode(self, audio: np.ndarray): ...
+    def encode(self, audio: np.ndarray, *, window_s: float | None = None): ...
 
     def language_probs(self, encoded) -> dict[str, float]: ...
 
-    def decode(self, encoded, *, language: str, prompt: str | None, max_tokens: int, beam_size: int) -> Decoded: ...
+    def decode(self, encoded, *, language: str, prompt: str | None, max_tokens: int, beam_size: int,
+               content_s: float | None = None) -> Decoded: ...
 
 
 def _resolve_device(device: str) -> str:
@@ -77,6 +100,7 @@ def _resolve_device(device: str) -> str:
 
 class FasterWhisperEngine:
     name = "faster-whisper"
+    short_window = True
 
     def __init__(self, settings: VoiceSettings) -> None:
         from faster_whisper import WhisperModel
@@ -98,36 +122,71 @@ class FasterWhisperEngine:
             self._tokenizers[language] = Tokenizer(self._model.hf_tokenizer, True, task="transcribe", language=language)
         return self._tokenizers[language]
 
-    def encode(self, audio: np.ndarray):
+    def encode(self, audio: np.ndarray, *, window_s: float | None = None):
+        """window_s: seconds the encoder sees (the audio, zero-padded or cut); None = Whisper's 30 s."""
         from faster_whisper.audio import pad_or_trim
 
         features = self._model.feature_extractor(audio)
-        return self._model.encode(pad_or_trim(features))
+        frames = self._model.feature_extractor.nb_max_frames
+        if window_s is not None:
+            frames = min(frames, 2 * math.ceil(window_s * FRAMES_PER_SECOND / 2))  # even: the encoder halves it
+        return self._model.encode(pad_or_trim(features, frames))
 
     def language_probs(self, encoded) -> dict[str, float]:
         pairs = self._model.model.detect_language(encoded)[0]
         return {token[2:-2]: float(p) for token, p in pairs}
 
-    def decode(self, encoded, *, language: str, prompt: str | None, max_tokens: int, beam_size: int) -> Decoded:
+    def decode(self, encoded, *, language: str, prompt: str | None, max_tokens: int, beam_size: int,
+               content_s: float | None = None) -> Decoded:
+        """content_s: seconds of real audio in a short window (decoded with timestamps, see module docstring)."""
         from faster_whisper.transcribe import get_suppressed_tokens
 
         tok = self._tokenizer(language)
+        timestamps = content_s is not None
         previous = tok.encode(" " + prompt.strip()) if prompt else []
-        prompt_tokens = self._model.get_prompt(tok, previous, without_timestamps=True)
+        prompt_tokens = self._model.get_prompt(tok, previous, without_timestamps=not timestamps)
+        if timestamps:
+            max_tokens *= 2  # room for the timestamp pairs around each segment
         result = self._model.model.generate(
             encoded, [prompt_tokens], beam_size=beam_size, patience=1.0, length_penalty=1.0,
             # max_length counts the prompt in CTranslate2 (unlike openai-whisper's sample_len).
             max_length=min(448, len(prompt_tokens) + max_tokens), return_scores=True, return_no_speech_prob=True,
             suppress_blank=True, suppress_tokens=get_suppressed_tokens(tok, (-1,)),
         )[0]
-        tokens = [t for t in result.sequences_ids[0] if t < tok.eot]
-        n = len(tokens)
+        produced = result.sequences_ids[0]
+        n = len(produced)
         avg_logprob = result.scores[0] * n / (n + 1) if n else -10.0
-        return Decoded(tok.decode(tokens).strip(), float(avg_logprob), float(result.no_speech_prob))
+        tokens = (_content_tokens(produced, eot=tok.eot, timestamp_begin=tok.timestamp_begin, content_s=content_s)
+                  if timestamps else [t for t in produced if t < tok.eot])
+        ended = not timestamps or not produced or produced[-1] >= tok.timestamp_begin
+        return Decoded(tok.decode(tokens).strip(), float(avg_logprob), float(result.no_speech_prob), ended)
+
+
+def _content_tokens(ids: list[int], *, eot: int, timestamp_begin: int, content_s: float) -> list[int]:
+    """The text tokens of a timestamped decode, without segments that start where the speech has ended.
+
+    Timestamped output is <|t0|> text <|t1|><|t1'|> text <|t2|> ...: a timestamp that opens a segment is followed
+    by text, one that closes it by another timestamp or the end.
+    """
+    out: list[int] = []
+    keep = True
+    opening = True  # the next timestamp opens a segment
+    for t in ids:
+        if t >= timestamp_begin:
+            if opening:
+                keep = (t - timestamp_begin) * 0.02 < content_s - LATE_SEGMENT_S
+            opening = not opening
+        elif t < eot:
+            if opening:  # text without an opening timestamp (the decoder skipped it): judged by the last one
+                opening = False
+            if keep:
+                out.append(t)
+    return out
 
 
 class OpenAIWhisperEngine:
     name = "openai-whisper"
+    short_window = False  # its encoder checks the input against the 30 s positional embedding
 
     def __init__(self, settings: VoiceSettings) -> None:
         import torch
@@ -141,7 +200,7 @@ class OpenAIWhisperEngine:
         self._model = whisper.load_model(str(openai_whisper_checkpoint(settings.cache_dir)), device=self.device)
         self._fp16 = self.device == "cuda"
 
-    def encode(self, audio: np.ndarray):
+    def encode(self, audio: np.ndarray, *, window_s: float | None = None):
         w = self._whisper
         with self._torch.inference_mode():
             mel = w.log_mel_spectrogram(w.pad_or_trim(self._torch.from_numpy(audio)), n_mels=80).to(self.device)
@@ -154,7 +213,8 @@ class OpenAIWhisperEngine:
             _, probs = self._whisper.detect_language(self._model, encoded)
         return {k: float(v) for k, v in probs[0].items()}
 
-    def decode(self, encoded, *, language: str, prompt: str | None, max_tokens: int, beam_size: int) -> Decoded:
+    def decode(self, encoded, *, language: str, prompt: str | None, max_tokens: int, beam_size: int,
+               content_s: float | None = None) -> Decoded:
         options = self._whisper.DecodingOptions(
             task="transcribe", language=language, prompt=prompt, without_timestamps=True, fp16=self._fp16,
             beam_size=beam_size if beam_size > 1 else None, sample_len=max_tokens,
@@ -189,17 +249,27 @@ class Recognizer:
         rng = np.random.default_rng(0)
         self.transcribe((rng.standard_normal(SAMPLE_RATE) * 0.01).astype(np.float32), language="en")
 
+    def window_s(self, duration_s: float) -> float | None:
+        """Seconds of audio the encoder sees for an utterance of `duration_s`; None = Whisper's full 30 s window."""
+        s = self.settings
+        if s.encoder_window == "full" or not self.engine.short_window:
+            return None
+        window = max(duration_s + s.encoder_margin_s, s.encoder_min_s)
+        return window if window < MAX_SECONDS else None
+
     def detect_language(self, audio: np.ndarray) -> dict[str, float]:
+        audio = _check(audio)
         with self._lock:
-            return self.engine.language_probs(self.engine.encode(_check(audio)))
+            return self.engine.language_probs(self.engine.encode(audio, window_s=self.window_s(len(audio) / SAMPLE_RATE)))
 
     def transcribe(
         self, audio: np.ndarray, *, language: str | None = None, prompt: str | None = None, start_s: float = 0.0,
-        vocabulary: bool | None = None, gate: bool = True,
+        vocabulary: bool | None = None, gate: bool = True, beam_size: int | None = None,
     ) -> Transcript | None:
         """One utterance (≤ 30 s). language: "en"/"zh" to force, None to detect. None result = no speech.
 
         gate=False skips the VAD check, for callers whose own VAD already found speech in this audio (streaming).
+        beam_size: None = settings.beam_size (finals); partials pass settings.partial_beam_size.
         """
         audio = _check(audio)
         duration = len(audio) / SAMPLE_RATE
@@ -208,9 +278,13 @@ class Recognizer:
         if gate and self._vad is not None and not self._has_speech(audio):
             return None
         use_vocab = self.settings.use_vocabulary_prompt if vocabulary is None else vocabulary
+        beam = beam_size or self.settings.beam_size
+        window_s = self.window_s(duration)
+        content_s = duration if window_s is not None else None
         t0 = time.perf_counter()
         with self._lock:
-            encoded = self.engine.encode(audio)
+            encoded = self.engine.encode(audio, window_s=window_s)
+            encoder_s = time.perf_counter() - t0
             if language in lang.SERVED:
                 verdict = LanguageVerdict(label=language, code=language, probability=1.0, source="hint")
             else:
@@ -220,17 +294,15 @@ class Recognizer:
             decode_lang = verdict.code or "en"
             if prompt is None and use_vocab and decode_lang in self.settings.vocabulary_languages:
                 prompt = VOCABULARY.get(decode_lang)
-            text_prompt = prompt
             max_tokens = int(duration * 15) + 24  # bounds runaway repetition on noise
-            decoded = self.engine.decode(
-                encoded, language=decode_lang, prompt=text_prompt, max_tokens=max_tokens,
-                beam_size=self.settings.beam_size,
-            )
-            if text_prompt and _compression_ratio(decoded.text) > 2.4:
-                # Whisper's own fallback signal: a repetition loop. The prompt is the usual cause; decode without it.
-                decoded = self.engine.decode(
-                    encoded, language=decode_lang, prompt=None, max_tokens=max_tokens, beam_size=self.settings.beam_size
-                )
+            decoded = self._decode(encoded, language=decode_lang, prompt=prompt, max_tokens=max_tokens,
+                                   beam_size=beam, content_s=content_s)
+            if content_s is not None and decoded.looping:
+                # Still a loop in the short window (seen on clips under 2 s): Whisper's own 30 s window, as a
+                # fall-back, the way Whisper falls back to a higher temperature.
+                encoded = self.engine.encode(audio)
+                decoded = self._decode(encoded, language=decode_lang, prompt=prompt, max_tokens=max_tokens,
+                                       beam_size=beam, content_s=None)
         elapsed = time.perf_counter() - t0
         if self._no_speech(decoded):
             return None
@@ -243,9 +315,19 @@ class Recognizer:
             verdict = LanguageVerdict(label="zh", code="zh", probability=1.0, source="hint", mixed=lang.is_mixed(text))
         return Transcript(
             text=text, language=verdict, start_s=start_s, end_s=start_s + duration, engine=self.engine.name,
-            model=self.model, recognition_s=elapsed, no_speech_prob=decoded.no_speech_prob,
+            model=self.model, recognition_s=elapsed, encoder_s=encoder_s, no_speech_prob=decoded.no_speech_prob,
             avg_logprob=decoded.avg_logprob,
         )
+
+    def _decode(self, encoded, *, language: str, prompt: str | None, max_tokens: int, beam_size: int,
+                content_s: float | None) -> Decoded:
+        decoded = self.engine.decode(encoded, language=language, prompt=prompt, max_tokens=max_tokens,
+                                     beam_size=beam_size, content_s=content_s)
+        if prompt and decoded.looping:
+            # A repetition loop (Whisper's own fallback signal): the prompt is the usual cause; decode without it.
+            decoded = self.engine.decode(encoded, language=language, prompt=None, max_tokens=max_tokens,
+                                         beam_size=beam_size, content_s=content_s)
+        return decoded
 
     def _has_speech(self, audio: np.ndarray) -> bool:
         from voice.vad import speech_regions

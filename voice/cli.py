@@ -39,6 +39,15 @@ def add_commands(sub, bench_sub) -> None:
     p.add_argument("-v", "--verbose", action="store_true", help="print every clip's transcript")
     p.set_defaults(func=cmd_bench_asr)
 
+    p = bench_sub.add_parser("window", help="the recognizer's final vs the plain engine call, 30 s vs utterance "
+                                           "encoder window: WER/CER and encoder/decoder time on real recordings")
+    p.add_argument("--folder", type=Path, default=None, help="recordings folder with a manifest.tsv "
+                   "(default: recordings_fixtures/)")
+    p.add_argument("--max-seconds", type=float, default=None, help="only clips up to this long")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("-v", "--verbose", action="store_true", help="print every clip's transcript")
+    p.set_defaults(func=cmd_bench_window)
+
     p = bench_sub.add_parser("vad", help="Silero vs webrtcvad, wideband and 8 kHz telephone audio")
     p.add_argument("--part", default="test", choices=["test", "dev"], help="which part of the recordings")
     p.add_argument("--json", action="store_true")
@@ -141,3 +150,12 @@ def cmd_bench_asr(args) -> int:
     parts = ("test", "dev") if args.part == "both" else (args.part,)
     return run(engines, vocabulary=args.vocabulary, settings=settings, as_json=args.json, verbose=args.verbose,
                domain=args.domain, parts=parts, baseline=not args.no_baseline)
+
+
+
+def cmd_bench_window(args) -> int:
+    from voice.bench import FIXTURES
+    from voice.bench_window import run
+
+    return run(folder=args.folder or FIXTURES, settings=settings_from_args(args), as_json=args.json,
+               verbose=args.verbose, limit_s=args.max_seconds)

@@ -20,7 +20,15 @@ class VoiceSettings(BaseModel):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     cache_dir: Path = Field(default_factory=default_cache_dir)
     threads: int = Field(default=2, ge=1, le=64)
-    beam_size: int = Field(default=1, ge=1, le=10)
+    # Finals (and files) are decoded with beam search, as the plain engine call does; partials, a preview recomputed
+    # every partial_interval_s while the caller speaks, stay greedy (`hotline bench window` measures both).
+    beam_size: int = Field(default=5, ge=1, le=10)
+    partial_beam_size: int = Field(default=1, ge=1, le=10)
+    # What the encoder sees (faster-whisper only): "utterance" = the utterance plus encoder_margin_s of silence, at
+    # least encoder_min_s; "full" = Whisper's padded 30 s window. Figures in voice/asr.py and `hotline bench window`.
+    encoder_window: Literal["utterance", "full"] = "utterance"
+    encoder_margin_s: float = Field(default=1.0, ge=0, le=30)
+    encoder_min_s: float = Field(default=8.0, ge=0, le=30)
     # CTranslate2 precision; auto = int8 on the CPU (fastest here), float16 on CUDA.
     compute_type: Literal["auto", "int8", "int8_float32", "float32", "float16", "int8_float16"] = "auto"
     use_vocabulary_prompt: bool = True  # hotline terms in the initial prompt (see bench asr --vocabulary)
@@ -41,6 +49,13 @@ class VoiceSettings(BaseModel):
     vad_threshold: float = Field(default=0.5, gt=0, lt=1)
     min_speech_s: float = Field(default=0.25, ge=0)  # shorter bursts are noise (clicks, coughs)
     end_silence_s: float = Field(default=0.6, gt=0)  # silence that ends an utterance
+    # Adaptive end silence (voice.streaming.ending_kind on the speculative transcript): a question that has plainly
+    # ended ("...permit?", "...吗") ends after end_silence_complete_s, a trailing "and", "um", "那个" or comma waits
+    # end_silence_hesitation_s. It takes effect once the speculative recognition is done, so a longer wait only
+    # helps if that recognition finishes before end_silence_s.
+    adaptive_end_silence: bool = True
+    end_silence_complete_s: float = Field(default=0.35, gt=0)
+    end_silence_hesitation_s: float = Field(default=1.0, gt=0)
     speech_pad_s: float = Field(default=0.2, ge=0)  # kept before/after the speech
     max_utterance_s: float = Field(default=25.0, gt=1, le=30)  # Whisper's window is 30 s
     partial_interval_s: float = Field(default=0.8, gt=0)  # how often partial hypotheses are computed
@@ -55,6 +70,9 @@ class VoiceSettings(BaseModel):
             self.speech_pad_s <= self.prefinal_silence_s < self.end_silence_s
         ):
             raise ValueError("prefinal_silence_s must lie between speech_pad_s and end_silence_s")
+        if not self.speech_pad_s <= self.end_silence_complete_s <= self.end_silence_s <= self.end_silence_hesitation_s:
+            raise ValueError("end silences must satisfy speech_pad_s <= end_silence_complete_s <= end_silence_s "
+                             "<= end_silence_hesitation_s")
         return self
 
     # --- language ---
@@ -65,4 +83,7 @@ class VoiceSettings(BaseModel):
     voice: Literal["neural", "espeak"] = "neural"
     tts_speed: float = Field(default=1.0, gt=0.5, lt=2.0)
     tts_cache_size: int = Field(default=512, ge=0)
+    # A long first sentence is spoken as its opening clause, then the rest (voice/tts/lead.py): an uncached answer
+    # starts sooner. The round trip stays within its targets with it (tests/test_voice_tts_kokoro.py).
+    tts_lead_chunk: bool = True
     tts_disk_cache: bool = True  # keep synthesized prompts and answers in cache_dir/tts across restarts

@@ -59,6 +59,29 @@ class PrefinalDue:
 
 EndpointEvent = Union[UtteranceStart, PartialDue, PrefinalDue, UtteranceEnd]
 
+# How an utterance heard so far ends, judged from its (speculative) transcript. A question that is plainly complete
+# ends the utterance after a shorter silence; a trailing filler, conjunction or comma waits longer for the rest.
+_QUESTION_END = re.compile(
+    r"[?？]\s*$|(?:[吗呢吧么嘛]|怎么办|怎么样|多少钱?|多久|哪里|哪儿|什么时候)[。.!！]?\s*$"
+)
+_HESITATION_END = re.compile(
+    r"(?:[,，、:：…]|\.\.\.|\b(?:um+|uh+|er+|erm|hmm+|and|but|or|so|because|the|a|an|to|of|for|my|is|with|about)"
+    r"|嗯+|呃+|啊|那个|就是|然后|还有|和|跟|的|因为|所以|但是)\s*$",
+    re.IGNORECASE,
+)
+
+
+def ending_kind(text: str) -> str:
+    """ "complete" (a question that has ended), "hesitant" (more is coming) or "open" (cannot tell). Pure."""
+    t = text.strip()
+    if not t:
+        return "open"
+    if _HESITATION_END.search(t):
+        return "hesitant"
+    if _QUESTION_END.search(t):
+        return "complete"
+    return "open"
+
 
 @dataclass
 class Endpointer:
@@ -70,6 +93,10 @@ class Endpointer:
     max_utterance_s: float = 25.0
     partial_interval_s: float = 0.8
     prefinal_silence_s: float | None = 0.25  # None: no speculative recognition
+    # The end silence after what was heard (see heard()): shorter after a complete question, longer after a
+    # hesitation. None: always end_silence_s.
+    complete_silence_s: float | None = None
+    hesitation_silence_s: float | None = None
     window_s: float = 0.032
     # Hysteresis (as Silero's own iterator): once speaking, only clearly lower probabilities count as silence.
     neg_offset: float = 0.15
@@ -80,16 +107,38 @@ class Endpointer:
     _last_voice_end: float = field(default=0.0, init=False)
     _last_partial: float = field(default=0.0, init=False)
     _prefinal_for: float | None = field(default=None, init=False)  # the voice end a prefinal was issued for
+    # (voice end, end silence) from heard(): valid only while the caller stays silent after that voice end.
+    _adapted: tuple[float, float] | None = field(default=None, init=False)
 
     @classmethod
     def from_settings(cls, s: VoiceSettings, *, window_s: float) -> "Endpointer":
         return cls(threshold=s.vad_threshold, min_speech_s=s.min_speech_s, end_silence_s=s.end_silence_s,
                    max_utterance_s=s.max_utterance_s, partial_interval_s=s.partial_interval_s,
-                   prefinal_silence_s=s.prefinal_silence_s, window_s=window_s)
+                   prefinal_silence_s=s.prefinal_silence_s, complete_silence_s=s.end_silence_complete_s,
+                   hesitation_silence_s=s.end_silence_hesitation_s, window_s=window_s)
 
     @property
     def in_speech(self) -> bool:
         return self._start is not None
+
+    def heard(self, text: str, voice_end_s: float) -> float:
+        """What the utterance that stopped at `voice_end_s` says so far (the speculative recognition): sets the
+        silence that ends it, for as long as the caller stays silent. Returns that silence. May be called from
+        another thread than update() (one tuple assignment)."""
+        kind = ending_kind(text)
+        silence = self.end_silence_s
+        if kind == "complete" and self.complete_silence_s is not None:
+            silence = self.complete_silence_s
+        elif kind == "hesitant" and self.hesitation_silence_s is not None:
+            silence = self.hesitation_silence_s
+        self._adapted = (voice_end_s, silence)
+        return silence
+
+    def _end_silence(self) -> float:
+        adapted = self._adapted
+        if adapted is not None and adapted[0] == self._last_voice_end:
+            return adapted[1]
+        return self.end_silence_s
 
     def update(self, prob: float, now: float) -> list[EndpointEvent]:
         """`prob` is the VAD probability of the window that ENDS at `now` (stream seconds)."""
@@ -110,7 +159,7 @@ class Endpointer:
             return events
         if prob >= self.threshold - self.neg_offset:
             self._last_voice_end = now
-        if now - self._last_voice_end >= self.end_silence_s:
+        if now - self._last_voice_end >= self._end_silence():
             events.append(UtteranceEnd(self._start, self._last_voice_end, "silence"))
             self._reset()
         elif now - self._start >= self.max_utterance_s:
@@ -136,6 +185,7 @@ class Endpointer:
 
     def _reset(self) -> None:
         self._prefinal_for = None
+        self._adapted = None
         self._start = None
         self._candidate_start = None
         self._voiced_s = 0.0
@@ -356,7 +406,8 @@ class StreamingTranscriber:
             self._hyp.reset()
             self._hyp_utterance = req.utterance
         # Partials reuse the call's language when it is settled: they are a preview, the final decides again.
-        t = self.recognizer.transcribe(req.audio, language=self._language_hint(), start_s=req.start_s, gate=False)
+        t = self.recognizer.transcribe(req.audio, language=self._language_hint(), start_s=req.start_s, gate=False,
+                                       beam_size=self.settings.partial_beam_size)
         if t is None:
             return None
         stable, unstable = self._hyp.insert(t.text)
@@ -377,6 +428,8 @@ class StreamingTranscriber:
         t = spec.result
         if t is None:
             return None
+        if self.settings.adaptive_end_silence:
+            self.endpointer.heard(t.text, req.speculative_end_s)
         if req.utterance != self._hyp_utterance:
             self._hyp.reset()
             self._hyp_utterance = req.utterance

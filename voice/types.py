@@ -44,6 +44,7 @@ class Transcript:
     engine: str  # "faster-whisper" | "openai-whisper"
     model: str  # "whisper-base"
     recognition_s: float  # wall time spent in the recognizer for this utterance
+    encoder_s: float = 0.0  # of which the encoder (the rest: language detection and decoding)
     no_speech_prob: float = 0.0
     avg_logprob: float = 0.0
 

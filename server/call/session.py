@@ -73,7 +73,8 @@ class Utterance:
     transcript: Transcript
     speech_end_wall: float  # monotonic time at which the caller stopped speaking (estimated from the audio)
     endpoint_s: float
-    recognition_s: float
+    recognition_s: float  # the wait for the final after the endpoint (0 when the speculative result was ready)
+    speculative: bool = False  # the final is the speculative recognition's result, computed during the silence
 
 
 @dataclass(slots=True)
@@ -86,6 +87,9 @@ class Speak:
     decision: Decision | None = None  # for answers
     speech_end_wall: float | None = None  # for the response-time measurement (first segment of an answer)
     then: str | None = None  # after playing: "hangup" (goodbye) | "queue" (hand over to the agent queue)
+    # Synthesis started when the answer was decided, not when the speaker reaches it: (chunk iterator, first chunk).
+    prefetch: "asyncio.Task[Any] | None" = None
+    ack_by: float | None = None  # monotonic time by which, if no answer audio is ready, "one moment" is said
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +163,7 @@ class CallSession:
         self._caller_speaking = False
         self._busy = 0  # utterances being recognised or answered
         self._play_task: asyncio.Task[Any] | None = None
+        self._prefetches: set[asyncio.Task[Any]] = set()  # answers' first chunks being synthesized ahead
         self._playing: Speak | None = None
         self._playback_end = 0.0  # when the client will have played everything sent so far
         self._first_audio_at: float | None = None
@@ -267,7 +272,8 @@ class CallSession:
     async def _cleanup(self) -> None:
         end = self._end or EndCall("error", "unknown")
         current = asyncio.current_task()
-        tasks = [t for t in [*self._tasks, self._partial_task, self._spec_task, self._play_task] if t is not None and t is not current]
+        tasks = [t for t in [*self._tasks, self._partial_task, self._spec_task, self._play_task, *self._prefetches]
+                 if t is not None and t is not current]
         for task in tasks:
             if not task.done():
                 task.cancel()
@@ -405,6 +411,7 @@ class CallSession:
         while True:
             request, speech_end_wall, endpoint_s = await self._finals_q.get()
             t0 = self.clock()
+            reused_before = getattr(self.pipeline.transcriber, "reused_finals", 0)
             try:
                 transcript = await self.ctx.pools.recognition.run(self.pipeline.transcriber.final, request)
             except Overloaded:
@@ -418,7 +425,8 @@ class CallSession:
             if transcript is None or not transcript.text.strip():
                 self._busy -= 1  # gated as noise: nothing was said
                 continue
-            self._dialog_q.put_nowait(Utterance(transcript, speech_end_wall, endpoint_s, recognition_s))
+            speculative = getattr(self.pipeline.transcriber, "reused_finals", 0) > reused_before
+            self._dialog_q.put_nowait(Utterance(transcript, speech_end_wall, endpoint_s, recognition_s, speculative))
 
     # ------------------------------------------------------------------ stage: dialog (routing)
 
@@ -468,19 +476,28 @@ class CallSession:
             return
         routing_s = self.clock() - t0
         self.metrics.stage_latency.labels(stage="routing").observe(routing_s)
+        # Where the end of the utterance went: the end-silence wait, the wait for the final after it, and inside
+        # the recognizer (possibly during the silence, speculatively) the encoder and the decoder.
+        encoder_s = float(getattr(t, "encoder_s", 0.0) or 0.0)
         timings = {"endpoint_ms": round(utt.endpoint_s * 1000, 1), "asr_ms": round(utt.recognition_s * 1000, 1),
-                   "route_ms": round(routing_s * 1000, 1)}
+                   "route_ms": round(routing_s * 1000, 1), "encoder_ms": round(encoder_s * 1000, 1),
+                   "decoder_ms": round(max(0.0, t.recognition_s - encoder_s) * 1000, 1),
+                   "speculative": 1.0 if utt.speculative else 0.0}
         self._send(AnswerOut(route=decision.route, topic=decision.topic, text=decision.answer, language=decision.language,
                              entry_id=decision.entry_id, score=float(decision.score), timings=timings))
         self.recorder.event("decision", {"route": decision.route, "topic": decision.topic, "reason": decision.reason,
                                          "routing_s": round(routing_s, 4), "language": language})
         segments = split_by_language(decision.answer, decision.language)
         for i, seg in enumerate(segments):
-            self._speak_q.put_nowait(
-                Speak(text=seg.text, language=seg.language, kind="answer", seq=self.recorder.next_seq(),
-                      decision=(decision, routing_s), speech_end_wall=utt.speech_end_wall if i == 0 else None,
-                      )
-            )
+            item = Speak(text=seg.text, language=seg.language, kind="answer", seq=self.recorder.next_seq(),
+                         decision=(decision, routing_s), speech_end_wall=utt.speech_end_wall if i == 0 else None)
+            if i == 0:
+                # The first sound of the answer is synthesized now, while earlier speech may still be playing.
+                item.prefetch = asyncio.create_task(self._first_chunk(item.text, item.language))
+                self._prefetches.add(item.prefetch)
+                item.prefetch.add_done_callback(self._prefetches.discard)
+                item.ack_by = self._acknowledge_by(item, utt.speech_end_wall)
+            self._speak_q.put_nowait(item)
         self.turns_answered += 1
         if decision.route == "agent":
             # Queued at once, while the prompt plays: the caller's wait starts now, and a barge-in on the
@@ -488,6 +505,21 @@ class CallSession:
             self._enter_queue(decision)
 
     # ------------------------------------------------------------------ stage: speaker (synthesis, paced audio)
+
+    def _acknowledge_by(self, item: Speak, speech_end_wall: float) -> float | None:
+        after = self.settings.acknowledge_after_s
+        prompts = self.ctx.components.prompts
+        if after is None or item.language not in ("en", "zh") or not prompts.has("one_moment"):
+            return None
+        if getattr(self.ctx.components.synthesizer, "is_cached", lambda *a: False)(item.text, item.language):
+            return None  # a cached answer starts at once
+        return speech_end_wall + after
+
+    async def _first_chunk(self, text: str, language: str) -> tuple[Any, Any]:
+        synth = self.ctx.components.synthesizer
+        pool = self.ctx.pools.synthesis
+        chunks = await pool.run(lambda: iter(synth.synthesize(text, language)))
+        return chunks, await pool.run(next, chunks, None)
 
     def _is_playing(self, now: float) -> bool:
         return self._playing is not None or now < self._playback_end
@@ -513,6 +545,15 @@ class CallSession:
     async def _play(self, item: Speak) -> None:
         synth = self.ctx.components.synthesizer
         pool = self.ctx.pools.synthesis
+        if item.prefetch is not None and item.ack_by is not None:
+            wait = item.ack_by - self.clock()
+            if wait > 0:
+                await asyncio.wait({item.prefetch}, timeout=wait)
+            if not item.prefetch.done():
+                # Still synthesizing: the caller hears a cached acknowledgement first, never silence.
+                await self._play(Speak(text=self.ctx.components.prompts.text("one_moment", item.language),
+                                       language=item.language, kind="acknowledgement", seq=self.recorder.next_seq(),
+                                       speech_end_wall=item.speech_end_wall))
         self._first_audio_at = None
         self._sent_s = 0.0
         synthesis_s: float | None = None
@@ -522,9 +563,16 @@ class CallSession:
         self._send(AudioStart(turn=item.seq, text=item.text, language=item.language))
         t0 = self.clock()
         try:
-            chunks = await pool.run(lambda: iter(synth.synthesize(item.text, item.language)))
+            if item.prefetch is not None:
+                chunks, ready = await item.prefetch
+            elif item.kind == "acknowledgement" and getattr(synth, "is_cached", lambda *a: False)(item.text, item.language):
+                # Cached audio read here, not through the synthesis pool: its worker is busy with the very answer
+                # this acknowledgement covers for.
+                chunks, ready = iter(list(synth.synthesize(item.text, item.language))), None
+            else:
+                chunks, ready = await pool.run(lambda: iter(synth.synthesize(item.text, item.language))), None
             while True:
-                chunk = await pool.run(next, chunks, None)
+                chunk, ready = (ready, None) if ready is not None else (await pool.run(next, chunks, None), None)
                 if chunk is None:
                     break
                 pcm = chunk.pcm16
@@ -540,7 +588,8 @@ class CallSession:
                         self.metrics.stage_latency.labels(stage="synthesis").observe(synthesis_s)
                         if item.speech_end_wall is not None:
                             response_s = now - item.speech_end_wall
-                            self.metrics.stage_latency.labels(stage="response").observe(response_s)
+                            stage = "acknowledgement" if item.kind == "acknowledgement" else "response"
+                            self.metrics.stage_latency.labels(stage=stage).observe(response_s)
                     self._playback_end = max(self._playback_end, now) + len(frame) / 2 / SAMPLE_RATE
                     self._sent_s += len(frame) / 2 / SAMPLE_RATE
                     self._send(AudioOut(pcm16=frame, turn=item.seq))
@@ -549,7 +598,9 @@ class CallSession:
             if synthesis_s is not None:
                 timings["synthesis_ms"] = round(synthesis_s * 1000, 1)
             if response_s is not None:
-                timings["response_ms"] = round(response_s * 1000, 1)
+                # response_ms is only ever the answer's own first audio; an acknowledgement reports ack_ms.
+                key = "ack_ms" if item.kind == "acknowledgement" else "response_ms"
+                timings[key] = round(response_s * 1000, 1)
             self._send(AudioEnd(turn=item.seq, timings=timings))
         except Overloaded:
             interrupted = False
@@ -620,6 +671,9 @@ class CallSession:
                 self._speak_q.put_nowait(pending)
                 break
         turn = item.seq if item is not None else self._last_seq
+        for gone in [*dropped, *([item] if item is not None else [])]:
+            if gone.prefetch is not None:
+                gone.prefetch.cancel()  # its synthesis will not be heard
         if self._play_task is not None and not self._play_task.done():
             self._play_task.cancel()
         self._playback_end = self.clock()

@@ -18,6 +18,10 @@ from server.call.pools import BoundedPool
 
 log = logging.getLogger("hotline.wiring")
 
+# The fixed prompts a call may need before anything else; ready before /readyz says so.
+CALL_PROMPTS = ("greeting", "one_moment", "repeat", "transferring", "no_answer_transfer", "please_hold",
+                "language_not_served", "no_input_reprompt", "goodbye")
+
 
 @dataclass
 class CallPipeline:
@@ -118,36 +122,39 @@ def load_components(settings: Any) -> Components:
                     for _ in synthesizer.synthesize(seg.text, seg.language):
                         pass
 
-    def warm_greeting() -> None:
-        # The greeting is synthesized (and cached) before the service says ready: the first caller hears it at once.
-        synthesize_prompts(("greeting",))
-
-    def warm_other_prompts() -> None:
-        # The other fixed prompts are cached in the background after ready: with the neural voice on 2 cores they
-        # take over a minute together (measured 87 s), which must not delay start-up.
-        synthesize_prompts(("language_not_served", "transferring", "no_answer_transfer", "please_hold", "repeat",
-                            "no_input_reprompt", "goodbye"))
+    def warm_prompts() -> None:
+        # Every fixed prompt a call may need first is synthesized (and cached) before the service says ready: the
+        # first caller hears the greeting, "one moment", a transfer or a goodbye at once, whatever else is cold.
+        if voice.tts_cache_size == 0 and not voice.tts_disk_cache:
+            return  # no cache to fill (benchmarks of uncached speech)
+        synthesize_prompts(CALL_PROMPTS)
 
     def cache_answers(entries: Any) -> None:
-        # Answers of these entries, in both languages, into the synthesis cache (kept on disk across restarts:
-        # voice/tts/cache.py). An answer then starts playing as soon as it is decided: no synthesis on the
-        # critical path for the common case. Paused while calls are connected; resumes between them.
+        # Answers of these entries, in both languages, into the disk synthesis cache (voice/tts/cache.py), by a
+        # separate lowest-priority process that is frozen while calls are connected (voice/tts/warming.py): an
+        # answer then starts playing as soon as it is decided, and warming never takes the CPU from a caller.
+        # Used for every answer at start-up and for the answers a knowledge publish changed.
         from server.call.turn_taking import split_by_language
+        from voice.tts.warming import Warmer
 
-        for entry in entries:
-            for lang in settings.languages:
-                text = entry.answer.get(lang)
-                if not text:
-                    continue
-                for seg in split_by_language(text, lang):
-                    if getattr(synthesizer, "is_cached", lambda *a: False)(seg.text, seg.language):
-                        continue
-                    while comps.calls_active() and not comps.stopping.is_set():
-                        time.sleep(0.5)
-                    if comps.stopping.is_set():
-                        return
-                    for _ in synthesizer.synthesize(seg.text, seg.language):
-                        pass
+        items = [(seg.text, seg.language) for entry in entries for lang in settings.languages
+                 if entry.answer.get(lang) for seg in split_by_language(entry.answer[lang], lang)]
+        items = [i for i in items if not synthesizer.is_cached(*i)]
+        if not items:
+            return
+        if not voice.tts_disk_cache:
+            # Without a disk cache the answers can only be warmed into this process's memory: between calls.
+            for text, language in items:
+                while comps.calls_active() and not comps.stopping.is_set():
+                    time.sleep(0.5)
+                if comps.stopping.is_set():
+                    return
+                for _ in synthesizer.synthesize(text, language):
+                    pass
+            return
+        code = Warmer(voice, items, niceness=settings.warm_niceness).run(busy=comps.calls_active, stopping=comps.stopping.is_set)
+        if code not in (0, None):
+            log.warning("answer warming process failed", extra={"exitcode": code})
 
     def warm_answers() -> None:
         cache_answers(router.kb.entries)  # every knowledge-base answer
@@ -157,8 +164,8 @@ def load_components(settings: Any) -> Components:
         router=router,
         prompts=prompts,
         synthesizer=synthesizer,
-        warmups=[recognizer.warm_up, synthesizer.warm_up, router.warm_up, warm_greeting],
-        background_warmups=[warm_other_prompts, warm_answers] if settings.warm_answers else [warm_other_prompts],
+        warmups=[recognizer.warm_up, synthesizer.warm_up, router.warm_up, warm_prompts],
+        background_warmups=[warm_answers] if settings.warm_answers else [],
         timings=timings,
         cache_answers=cache_answers,
     )

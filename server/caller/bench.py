@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Any, Iterator, Sequence
 
@@ -28,44 +29,68 @@ import numpy as np
 from server.caller.client import CallOptions, call_url, CallReport, Utterance, load_utterance, run_call, utterance_from_audio
 from server.metrics import percentile
 
-# Short questions in both languages. Real recordings are not hotline questions (they are what public corpora hold),
-# so synthesized questions are added: they take the path a real question takes, to a real topic.
-RECORDINGS = (
-    "en_librispeech_1089-134686-0001.wav",
-    "zh_aishell_BAC009S0002W0123.wav",
-    "en_ljspeech_LJ001-0004.wav",
-    "zh_funasr_asr_example_zh.wav",
+@dataclass(frozen=True, slots=True)
+class Expect:
+    """What the hotline should do with a question: its language, and the routes and topics that are right."""
+
+    language: str
+    routes: tuple[str, ...]
+    topics: tuple[str, ...]
+
+    def met_by(self, answer: dict[str, Any] | None) -> bool:
+        a = answer or {}
+        return a.get("language") == self.language and a.get("route") in self.routes and a.get("topic") in self.topics
+
+
+# Real human recordings (recordings_fixtures/ or the shared recordings folder): public corpora hold no hotline
+# questions, so most are labelled with what the hotline should do with speech that is not about its topics: the
+# polite out-of-scope answer, or a request to rephrase (clarify). "What's the weather like?" is a caller's question
+# the hotline does not cover; speechocean762 is English read by native Mandarin speakers.
+OFF_TOPIC = (("answer", "clarify"), ("out_of_scope", "", "none"))
+RECORDINGS: dict[str, Expect] = {
+    "en_azure_whatstheweatherlike.wav": Expect("en", ("answer",), ("out_of_scope",)),
+    "zh_aishell_BAC009S0002W0123.wav": Expect("zh", *OFF_TOPIC),
+    "en_speechocean762_011090334.wav": Expect("en", *OFF_TOPIC),
+    "zh_funasr_asr_example_zh.wav": Expect("zh", *OFF_TOPIC),
+    "en_librispeech_1089-134686-0001.wav": Expect("en", *OFF_TOPIC),
+}
+# Hotline questions spoken by the hotline's own voice: they take the path a real question takes, to a real topic.
+SYNTHESIZED: tuple[tuple[str, Expect], ...] = (
+    ("How do I apply for a work permit?", Expect("en", ("answer",), ("work_permit_apply",))),
+    ("居留许可在哪里办理？", Expect("zh", ("answer",), ("residence_permit",))),
+    ("What documents do I need for a residence permit?", Expect("en", ("answer",), ("residence_permit",))),
+    ("外国人工作许可需要哪些材料？", Expect("zh", ("answer",), ("work_permit_apply",))),
+    ("How do I pay individual income tax as a foreigner?", Expect("en", ("answer",), ("income_tax",))),
+    ("我的工资怎么换成外汇汇到国外？", Expect("zh", ("answer",), ("salary_fx",))),
 )
-SYNTHESIZED = (
-    ("How do I apply for a work permit?", "en"),
-    ("居留许可在哪里办理？", "zh"),
-    ("What documents do I need for a residence permit?", "en"),
-    ("外国人工作许可需要哪些材料？", "zh"),
-)
 
 
-def recordings_dir() -> Path | None:
-    folder = Path(__file__).resolve().parent.parent / "recordings_fixtures"
-    return folder if any((folder / name).is_file() for name in RECORDINGS) else None
+def recording_dirs() -> list[Path]:
+    root = Path(__file__).resolve().parent.parent.parent
+    return [d for d in (root / "recordings_fixtures",) if d.is_dir()]
 
 
-def load_questions(*, synthesize: bool = True, out: Any = sys.stderr) -> list[Utterance]:
+def load_questions(*, synthesize: bool = True, out: Any = sys.stderr) -> tuple[list[Utterance], dict[str, Expect]]:
+    """The bench's questions (recordings and synthesized, interleaved) and what is right for each, by name."""
     questions: list[Utterance] = []
-    folder = recordings_dir()
-    if folder is not None:
-        for name in RECORDINGS:
-            if (folder / name).is_file():
-                questions.append(load_utterance(folder / name))
+    expected: dict[str, Expect] = {}
+    folders = recording_dirs()
+    for name, expect in RECORDINGS.items():
+        path = next((d / name for d in folders if (d / name).is_file()), None)
+        if path is not None:
+            questions.append(load_utterance(path))
+            expected[name] = expect
     if synthesize:
         try:
             from voice.settings import VoiceSettings
             from voice.tts import build_synthesizer
 
             synth = build_synthesizer(VoiceSettings())
-            for text, language in SYNTHESIZED:
-                pcm = b"".join(chunk.pcm16 for chunk in synth.synthesize(text, language))
+            for text, expect in SYNTHESIZED:
+                pcm = b"".join(chunk.pcm16 for chunk in synth.synthesize(text, expect.language))
                 audio = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
-                questions.append(utterance_from_audio(f"tts:{text}", audio, expected_language=language))
+                questions.append(utterance_from_audio(f"tts:{text}", audio, expected_language=expect.language))
+                expected[f"tts:{text}"] = expect
         except Exception as exc:  # the bench still runs on recordings; say why the synthesized half is missing
             print(f"bench call: synthesized questions skipped ({type(exc).__name__}: {exc})", file=out)
     # Interleave recordings and synthesized questions so every caller gets both kinds.
@@ -74,7 +99,7 @@ def load_questions(*, synthesize: bool = True, out: Any = sys.stderr) -> list[Ut
     mixed: list[Utterance] = []
     for i in range(max(len(real), len(synth_q))):
         mixed.extend(q[i] for q in (synth_q, real) if i < len(q))
-    return mixed
+    return mixed, expected
 
 
 # The server's `timings` keys in pipeline order ("response_ms" is its own end-to-end figure, printed last).
@@ -127,7 +152,7 @@ def launch_server(*, ready_timeout_s: float = 600.0, env: dict[str, str] | None 
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "server.cli", "serve", "--host", "127.0.0.1", "--port", str(port), "--db", db],
-                stdout=log, stderr=subprocess.STDOUT, env=child_env, cwd=Path(__file__).resolve().parent.parent,
+                stdout=log, stderr=subprocess.STDOUT, env=child_env, cwd=Path(__file__).resolve().parent.parent.parent,
             )
             base = f"http://127.0.0.1:{port}"
             try:
@@ -163,13 +188,19 @@ async def run_round(url: str, protocol: str, questions: Sequence[Utterance], *, 
     return await asyncio.gather(*(one(i) for i in range(calls)), return_exceptions=True)
 
 
-def summarize(calls: int, results: Sequence[CallReport | BaseException], seen_answers: set[str]) -> dict[str, Any]:
+def summarize(calls: int, results: Sequence[CallReport | BaseException], seen_answers: set[str],
+              expected: dict[str, Expect] | None = None, *, label: str = "") -> dict[str, Any]:
     """Figures for one round. `seen_answers` (answer texts heard earlier in this bench) is updated: a repeated answer
-    may come from the synthesizer's cache, so first-time and repeated answers are reported apart."""
+    may come from the synthesizer's cache, so first-time and repeated answers are reported apart. `expected`: what
+    is right for each question (route, topic, language), checked on every turn."""
     reports = [r for r in results if isinstance(r, CallReport)]
     failures = [f"{type(r).__name__}: {r}" for r in results if not isinstance(r, CallReport)]
     turns = [t for r in reports for t in r.turns]
     latencies = [t.latency_s for t in turns if t.latency_s is not None]
+    acks = [t.ack_s for t in turns if t.ack_s is not None]
+    checked = [(t, expected[t.name]) for t in turns if expected and t.name in expected]
+    wrong = [f"{t.name}: {(t.answer or {}).get('route')}/{(t.answer or {}).get('topic')}/"
+             f"{(t.answer or {}).get('language')}" for t, e in checked if not e.met_by(t.answer)]
     first, repeat = [], []
     timed = sorted(((r.started_at + t.answer_t, t) for r in reports for t in r.turns
                     if t.answer_t is not None and t.latency_s is not None), key=lambda x: x[0])
@@ -189,8 +220,14 @@ def summarize(calls: int, results: Sequence[CallReport | BaseException], seen_an
             if isinstance(value, (int, float)):
                 server.setdefault(key, []).append(float(value))
     return {
+        "mode": label,
         "calls": calls,
         "turns": len(turns),
+        "right": len(checked) - len(wrong),
+        "checked": len(checked),
+        "wrong": wrong,
+        "ack_turns": len(acks),
+        "ack_median_s": percentile(acks, 50),
         "answered": len(latencies),
         "median_s": percentile(latencies, 50),
         "p95_s": percentile(latencies, 95),
@@ -210,10 +247,13 @@ def _f(value: float | None, scale: float = 1.0, unit: str = "") -> str:
 
 
 def print_table(rows: Sequence[dict[str, Any]], out: Any) -> None:
-    print("\nend of caller's speech -> first byte of answer audio (real-time paced callers)", file=out)
-    print(f"{'calls':>5} {'turns':>5} {'answered':>8} {'median':>8} {'p95':>8} {'max':>8}   "
-          f"where the time goes (median ms)", file=out)
+    print("\nend of caller's speech -> first byte of the answer's own audio (real-time paced callers); "
+          "right = route, topic and language as labelled; ack = a 'one moment' heard first", file=out)
+    print(f"{'mode':>9} {'calls':>5} {'turns':>5} {'answered':>8} {'median':>8} {'p95':>8} {'max':>8} {'right':>9} "
+          f"{'ack':>12}   where the time goes (median ms)", file=out)
     for row in rows:
+        right = f"{row['right'] / row['checked']:.0%}" if row.get("checked") else "—"
+        ack = f"{row['ack_turns']}x {_f(row['ack_median_s'], unit=' s')}" if row.get("ack_turns") else "—"
         stages = row["server_timings_median_ms"]
         if stages:
             order = {k: i for i, k in enumerate(STAGE_ORDER)}
@@ -223,8 +263,11 @@ def print_table(rows: Sequence[dict[str, Any]], out: Any) -> None:
         else:
             where = "  ".join(f"{k} {v * 1000:.0f}" for k, v in row["line_stages_median_s"].items())
             where += "   [seen on the line]"
-        print(f"{row['calls']:>5} {row['turns']:>5} {row['answered']:>8} {_f(row['median_s'], unit=' s'):>8} "
-              f"{_f(row['p95_s'], unit=' s'):>8} {_f(row['max_s'], unit=' s'):>8}   {where}", file=out)
+        print(f"{row.get('mode', ''):>9} {row['calls']:>5} {row['turns']:>5} {row['answered']:>8} "
+              f"{_f(row['median_s'], unit=' s'):>8} {_f(row['p95_s'], unit=' s'):>8} {_f(row['max_s'], unit=' s'):>8} "
+              f"{right:>4} {row.get('right', 0):>2}/{row.get('checked', 0):<2} {ack:>12}   {where}", file=out)
+        for miss in row.get("wrong", [])[:5]:
+            print(f"{'':>43}   wrong: {miss}", file=out)
         print(f"{'':>43}   answers new to this bench: median {_f(row['first_answer_median_s'], unit=' s')} "
               f"over {row['first_answer_turns']}; repeated (TTS cache may apply): median "
               f"{_f(row['repeated_answer_median_s'], unit=' s')} over {row['repeated_answer_turns']}", file=out)
@@ -233,6 +276,21 @@ def print_table(rows: Sequence[dict[str, Any]], out: Any) -> None:
             print(f"{'':>43}   {seen}   [seen on the line]", file=out)
         for err in row["errors"][:5]:
             print(f"{'':>7}! {err}", file=out)
+
+
+MODES = ("cached", "uncached", "fresh")
+FRESH_CALLS = 10  # a fresh install is measured on its first calls after /readyz
+
+
+def fresh_cache_dir(tmp: Path, models: Path) -> Path:
+    """A model folder like `models` (links to every assembled model) without its synthesis cache: the server
+    starts as a fresh install does, every prompt and answer still to be synthesized."""
+    folder = tmp / "models"
+    folder.mkdir()
+    for entry in models.iterdir():
+        if entry.name != "tts":
+            (folder / entry.name).symlink_to(entry.resolve())
+    return folder
 
 
 def main(args: argparse.Namespace) -> int:
@@ -244,51 +302,84 @@ def main(args: argparse.Namespace) -> int:
     except ValueError:
         print("bench call: --calls takes numbers of simultaneous calls between 1 and 64, e.g. 1,4,8", file=sys.stderr)
         return 2
+    modes = [m.strip() for m in str(args.modes).split(",") if m.strip()]
+    if args.no_tts_cache:
+        modes = ["uncached"]
+    if not modes or any(m not in MODES for m in modes):
+        print(f"bench call: --modes takes {', '.join(MODES)} (comma separated)", file=sys.stderr)
+        return 2
     if args.turns < 1:
         print("bench call: --turns must be at least 1", file=sys.stderr)
         return 2
     out = sys.stdout
-    questions = load_questions(synthesize=not args.no_synth)
+    questions, expected = load_questions(synthesize=not args.no_synth)
     if not questions:
         print("bench call: no recordings found (recordings_fixtures/) and no synthesizer", file=sys.stderr)
         return 2
     print(f"bench call: {len(questions)} questions: " + ", ".join(q.name for q in questions), file=sys.stderr)
 
-    def measure(base: str) -> list[dict[str, Any]]:
+    def measure(base: str, mode: str) -> list[dict[str, Any]]:
         url = call_url(base, args.protocol)
         rows: list[dict[str, Any]] = []
         seen: set[str] = set()
-        for n in rounds:
+        # A fresh install: its first calls after /readyz, one after the other (each a new caller, one question).
+        plan = [(1, 1)] * FRESH_CALLS if mode == "fresh" else [(n, args.turns) for n in rounds]
+        results_all: list[Any] = []
+        for i, (n, turns) in enumerate(plan):
             t0 = time.monotonic()
-            print(f"bench call: {n} simultaneous call(s) ...", file=sys.stderr, flush=True)
-            results = asyncio.run(run_round(url, args.protocol, questions, calls=n, turns=args.turns))
-            row = summarize(n, results, seen)
+            print(f"bench call: {mode}: {n} simultaneous call(s) ...", file=sys.stderr, flush=True)
+            qs = questions[i % len(questions):] + questions[: i % len(questions)] if mode == "fresh" else questions
+            results = asyncio.run(run_round(url, args.protocol, qs, calls=n, turns=turns))
+            if mode == "fresh":
+                results_all.extend(results)
+                continue
+            row = summarize(n, results, seen, expected, label=mode)
             row["wall_s"] = round(time.monotonic() - t0, 1)
             rows.append(row)
-            print(f"bench call: {n} call(s): median {_f(row['median_s'], unit=' s')}, p95 {_f(row['p95_s'], unit=' s')}"
-                  f" over {row['answered']}/{row['turns']} turns ({row['wall_s']} s)", file=sys.stderr, flush=True)
+            print(f"bench call: {mode}, {n} call(s): median {_f(row['median_s'], unit=' s')}, "
+                  f"p95 {_f(row['p95_s'], unit=' s')} over {row['answered']}/{row['turns']} turns "
+                  f"({row['wall_s']} s)", file=sys.stderr, flush=True)
+        if mode == "fresh":
+            row = summarize(1, results_all, seen, expected, label="fresh")
+            row["calls"] = f"{FRESH_CALLS}x1"
+            rows.append(row)
         return rows
 
+    rows: list[dict[str, Any]] = []
     if args.url:
-        rows = measure(args.url)
+        rows = measure(args.url, "given")
         where = args.url
     else:
-        print("bench call: starting a server (embedded defaults, temporary SQLite) ...", file=sys.stderr, flush=True)
-        env = {"HOTLINE_VOICE__TTS_CACHE_SIZE": "0", "HOTLINE_VOICE__TTS_DISK_CACHE": "false"} if args.no_tts_cache else None
-        if not args.no_tts_cache:
-            # As in production after the first start: every knowledge-base answer is already synthesized (the
-            # server fills the cache in the background between calls; here it is filled before measuring).
-            from server.commands import warm_caches
-            from server.settings import Settings
+        from server.settings import Settings
 
-            warm_caches(Settings.load(getattr(args, "config", None)))
-        with launch_server(ready_timeout_s=args.ready_timeout, env=env) as base:
-            rows = measure(base)
-        where = "a server started by the bench" + (" (synthesis cache off)" if args.no_tts_cache else "")
+        settings = Settings.load(getattr(args, "config", None))
+        for mode in modes:
+            env: dict[str, str] = {}
+            with tempfile.TemporaryDirectory(prefix="hotline-bench-models-") as tmp:
+                if mode == "uncached":
+                    # Every prompt and answer synthesized afresh, every time (the acknowledgement too).
+                    env = {"HOTLINE_VOICE__TTS_CACHE_SIZE": "0", "HOTLINE_VOICE__TTS_DISK_CACHE": "false"}
+                elif mode == "fresh":
+                    env = {"HOTLINE_VOICE__CACHE_DIR": str(fresh_cache_dir(Path(tmp), settings.voice.cache_dir))}
+                else:
+                    # As in production after the first start: every knowledge-base answer is already synthesized
+                    # (the server fills the cache in the background between calls; here before measuring).
+                    from server.commands import warm_caches
+
+                    warm_caches(settings)
+                print(f"bench call: starting a server for {mode} answers ...", file=sys.stderr, flush=True)
+                with launch_server(ready_timeout_s=args.ready_timeout, env=env) as base:
+                    rows += measure(base, mode)
+        where = "servers started by the bench (cached: synthesis cache filled first; uncached: cache off; " \
+                "fresh: empty synthesis cache, first calls after /readyz)"
     if args.json:
         print(json.dumps({"server": where, "protocol": args.protocol, "cpus": os.cpu_count(), "rounds": rows},
-                         ensure_ascii=False, indent=1), file=out)
+                         ensure_ascii=False, indent=1, default=str), file=out)
     else:
         print(f"server: {where}; protocol {args.protocol}; {os.cpu_count()} CPU(s)", file=out)
         print_table(rows, out)
+        checked = sum(r.get("checked", 0) for r in rows)
+        if checked:
+            print(f"route, topic and language right in {sum(r['right'] for r in rows) / checked:.1%} of "
+                  f"{checked} checked turns", file=out)
     return 0 if all(r["answered"] == r["turns"] and r["turns"] > 0 for r in rows) else 1

@@ -129,17 +129,22 @@ def add_commands(sub: Any, bench_sub: Any) -> None:
 
     bench = bench_sub.add_parser(
         "call",
-        help="end-of-speech -> first answer byte for 1, 4, 8 simultaneous callers, and where the time goes",
+        help="end-of-speech -> first answer byte for 1-16 simultaneous callers, cached / uncached / fresh install, "
+             "with every turn's route, topic and language checked",
         description="Starts a server (embedded defaults, temporary SQLite) unless --url is given, then runs the given "
         "numbers of simultaneous test callers, real-time paced, with real recordings and synthesized questions.",
     )
-    bench.add_argument("--calls", default="1,4,8", help="simultaneous callers per round, comma separated (default 1,4,8)")
+    bench.add_argument("--calls", default="1,4,8,12,16",
+                       help="simultaneous callers per round, comma separated (default 1,4,8,12,16)")
+    bench.add_argument("--modes", default="cached,uncached,fresh",
+                       help="rows to measure: cached answers, uncached answers (synthesis cache off), fresh install "
+                            "(empty synthesis cache, first 10 calls after /readyz); default all three")
     bench.add_argument("--url", help="a running server to measure instead of starting one (ws:// or http://)")
     bench.add_argument("--protocol", choices=("native", "twilio"), default="native")
     bench.add_argument("--turns", type=int, default=4, help="questions per caller (default 4)")
     bench.add_argument("--no-synth", action="store_true", help="recordings only (skip synthesized questions)")
     bench.add_argument("--no-tts-cache", action="store_true",
-                       help="start the server with its synthesis cache off (every answer synthesized afresh)")
+                       help="only the uncached row: the server's synthesis cache off (every answer synthesized afresh)")
     bench.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     bench.add_argument("--ready-timeout", type=float, default=600.0, help="seconds to wait for the server's models")
     bench.set_defaults(func=_bench)

@@ -146,6 +146,7 @@ class HeardAudio:
     closed: bool = False
     cleared: bool = False
     closed_t: float | None = None
+    ack: bool = False  # a cached "one moment" said before a slow answer, not the answer (audio.end has ack_ms)
 
 
 @dataclass(slots=True)
@@ -157,7 +158,8 @@ class TurnReport:
     speech_end_t: float | None = None  # when the last speech frame had been sent
     final_t: float | None = None  # transcript.final received
     answer_t: float | None = None  # answer event received
-    first_audio_t: float | None = None  # first byte of answer audio
+    first_audio_t: float | None = None  # first byte of the answer's own audio
+    ack_t: float | None = None  # first byte of a "one moment" said before the answer, if any
     audio_done_t: float | None = None
     transcript: dict[str, Any] | None = None
     partials: int = 0
@@ -176,6 +178,13 @@ class TurnReport:
         return self.first_audio_t - self.speech_end_t
 
     @property
+    def ack_s(self) -> float | None:
+        """End of the caller's speech -> first byte of the acknowledgement ("one moment"), when one was said."""
+        if self.ack_t is None or self.speech_end_t is None:
+            return None
+        return self.ack_t - self.speech_end_t
+
+    @property
     def stages_s(self) -> dict[str, float]:
         """Where the time went, as seen from the line (independent of what the server reports)."""
         out: dict[str, float] = {}
@@ -190,6 +199,7 @@ class TurnReport:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["latency_s"] = None if self.latency_s is None else round(self.latency_s, 4)
+        d["ack_s"] = None if self.ack_s is None else round(self.ack_s, 4)
         d["stages_s"] = {k: round(v, 4) for k, v in self.stages_s.items()}
         return d
 
@@ -526,6 +536,7 @@ class _Call:
         elif kind == "audio.end":
             seg = self.current_segment()
             if seg is not None:
+                seg.ack = "ack_ms" in (msg.get("timings") or {})
                 self.close_segment(seg, cleared=bool(msg.get("interrupted")))
         elif kind == "audio.clear":
             seg = self.current_segment()
@@ -702,14 +713,17 @@ class _Call:
 
         # Two limits: how long the first answer byte may take (the figure under test), then how long hearing the
         # answer out may take (long spoken answers, synthesized more slowly than real time on a loaded machine).
-        started = await self.wait_until(
-            lambda: self.ended.is_set() or self.answer_segment(turn.speech_start_t) is not None,
-            self.options.turn_timeout_s,
-        )
-        finished = started and await self.wait_until(
-            lambda: self.ended.is_set() or self.bot_quiet(turn.speech_start_t, self.options.settle_s),
-            self.options.answer_timeout_s,
-        )
+        for _ in range(2):  # twice when the first stretch was only an acknowledgement: then the answer follows
+            started = await self.wait_until(
+                lambda: self.ended.is_set() or self.answer_segment(turn.speech_start_t) is not None,
+                self.options.turn_timeout_s,
+            )
+            finished = started and await self.wait_until(
+                lambda: self.ended.is_set() or self.bot_quiet(turn.speech_start_t, self.options.settle_s),
+                self.options.answer_timeout_s,
+            )
+            if self.ended.is_set() or self.answer_segment(turn.speech_start_t) is not None:
+                break
         seg = self.answer_segment(turn.speech_start_t)
         for event in self.report.events[first_event:]:
             if event.direction != "received":
@@ -725,6 +739,9 @@ class _Call:
             timings = event.data.get("timings")
             if isinstance(timings, dict) and event.type in ("answer", "audio.start", "audio.end"):
                 turn.timings = {**timings, **(turn.timings or {})}  # the first stretch's figures win
+        ack = next((s for s in self.segments if s.ack and s.first_t is not None and turn.speech_start_t is not None
+                    and s.first_t >= turn.speech_start_t), None)
+        turn.ack_t = ack.first_t if ack is not None else None
         if seg is not None:
             heard = [s for s in self.segments if s.first_t is not None and s.first_t >= seg.first_t and not s.cleared]
             turn.first_audio_t = seg.first_t
@@ -748,7 +765,9 @@ class _Call:
         if speech_start_t is None:
             return None
         for seg in self.segments:
-            if seg.first_t is not None and seg.first_t >= speech_start_t and not seg.cleared:
+            # An acknowledgement is known once it has ended (audio.end says ack_ms); until then it counts as the
+            # start of the answer, which only ends the wait for the first byte: the turn is measured afterwards.
+            if seg.first_t is not None and seg.first_t >= speech_start_t and not seg.cleared and not seg.ack:
                 return seg
         return None
 

@@ -49,7 +49,12 @@ def build_synthesizer(settings: VoiceSettings, voice: str | None = None) -> Synt
     from voice.tts.cache import CachedSynthesizer
 
     disk = settings.cache_dir / "tts" if settings.tts_disk_cache else None
-    return CachedSynthesizer(inner=build_voice(settings, voice), max_entries=settings.tts_cache_size, disk_dir=disk,
+    inner = build_voice(settings, voice)
+    if settings.tts_lead_chunk:
+        from voice.tts.lead import LeadChunker
+
+        inner = LeadChunker(inner)
+    return CachedSynthesizer(inner=inner, max_entries=settings.tts_cache_size, disk_dir=disk,
                              variant=f"speed={settings.tts_speed}")
 
 
