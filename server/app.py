@@ -23,6 +23,7 @@ from server.people.queue_service import WaitingList
 from server.call.session import CallContext, CallSession
 from server.settings import Settings
 from server.store import Store
+from server.store.applications import StoreApplications, seed_demo_applications
 from server.call.transports.connection import Connection
 from server.call.transports.native import NativeSerializer
 from server.call.transports.twilio import TwilioSerializer, signature_valid
@@ -63,6 +64,7 @@ def create_app(
         state.load_error = None
         store = Store(url=settings.db_url, echo=settings.db_echo)
         await store.migrate()
+        await seed_demo_applications(store, settings.routing.applications_path)
         closed = await store.close_abandoned(reason="server_restart")
         if closed:
             log.warning("calls left open by an earlier process were closed", extra={"count": closed})
@@ -106,6 +108,8 @@ def create_app(
             metrics.errors.labels(kind="load").inc()
             return
         comps.timings["ready_s"] = round(time.perf_counter() - t0, 3)
+        if hasattr(comps.router, "applications"):  # look-ups go to the main store, shared by every process
+            comps.router.applications = StoreApplications(store=store, loop=asyncio.get_running_loop())
         app.state.context = CallContext(
             settings=settings, components=comps, pools=pools, store=store, metrics=metrics,
             queue=WaitingList(metrics=metrics),

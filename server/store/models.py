@@ -94,3 +94,20 @@ class CallEvent(Base):
     at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     kind: Mapped[str] = mapped_column(String(32))  # started, barge_in, dtmf, queued, error, ended ...
     data: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class ApplicationRow(Base):
+    """A work-permit application the hotline can read back (routing.progress.Application), in the main store so that
+    every process sees the same ones. The second factor is kept as little as it needs to be: the date of birth and
+    only the last four characters of the passport."""
+
+    __tablename__ = "applications"
+
+    number: Mapped[str] = mapped_column(String(24), primary_key=True)  # letters upper-case, then digits
+    digits: Mapped[str] = mapped_column(String(24), index=True)  # a number said without its letters
+    status_en: Mapped[str] = mapped_column(Text)
+    status_zh: Mapped[str] = mapped_column(Text)
+    updated: Mapped[str] = mapped_column(String(10))  # ISO date
+    date_of_birth: Mapped[str | None] = mapped_column(String(10))  # ISO date
+    passport_last4: Mapped[str | None] = mapped_column(String(4))
+    imported_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -1,0 +1,34 @@
+"""applications: work-permit applications in the main store (they were in a SQLite file of their own)
+
+Revision ID: 0003
+Revises: 0002
+"""
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0003"
+down_revision = "0002"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "applications",
+        sa.Column("number", sa.String(24), primary_key=True),
+        sa.Column("digits", sa.String(24), nullable=False),
+        sa.Column("status_en", sa.Text, nullable=False),
+        sa.Column("status_zh", sa.Text, nullable=False),
+        sa.Column("updated", sa.String(10), nullable=False),
+        sa.Column("date_of_birth", sa.String(10)),
+        sa.Column("passport_last4", sa.String(4)),
+        sa.Column("imported_at", sa.DateTime(timezone=True), nullable=False),
+    )
+    op.create_index("ix_applications_digits", "applications", ["digits"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_applications_digits", table_name="applications")
+    op.drop_table("applications")
