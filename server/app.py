@@ -16,6 +16,9 @@ from typing import Any, AsyncIterator, Callable
 from fastapi import FastAPI, WebSocket
 from fastapi.responses import JSONResponse, Response
 
+from server.cluster.identity import new_process_id
+from server.cluster.presence import Presence
+from server.health import Health
 from server.logging import configure_logging
 from server.metrics import Metrics
 from server.people.service import install_people
@@ -24,6 +27,7 @@ from server.call.session import CallContext, CallSession
 from server.settings import Settings
 from server.store import Store
 from server.store.applications import StoreApplications, seed_demo_applications
+from server.store.models import utcnow
 from server.call.transports.connection import Connection
 from server.call.transports.native import NativeSerializer
 from server.call.transports.twilio import TwilioSerializer, signature_valid
@@ -62,13 +66,25 @@ def create_app(
         state = app.state
         state.ready = False
         state.load_error = None
-        store = Store(url=settings.db_url, echo=settings.db_echo)
+        started_at = utcnow()
+        process_id = new_process_id()
+        store = Store(url=settings.db_url, echo=settings.db_echo, process_id=process_id)
         await store.migrate()
         await seed_demo_applications(store, settings.routing.applications_path)
-        closed = await store.close_abandoned(reason="server_restart")
+        presence = await _start_presence(settings, store, process_id) if settings.redis_url else None
+        if presence is None:
+            closed = await store.close_abandoned(reason="server_restart")
+        elif presence.redis_ok:  # other processes may be serving calls: only the calls of dead ones are closed
+            closed = await presence.close_orphans(started_at=started_at)
+        else:
+            closed = 0  # Redis not there yet: the sweeper closes what dead processes left once it is
         if closed:
             log.warning("calls left open by an earlier process were closed", extra={"count": closed})
+        health = Health(store=store, presence=presence, interval_s=settings.cluster.health_interval_s,
+                        timeout_s=settings.cluster.probe_timeout_s)
+        health.start()
         pools = build_pools(settings, metrics)
+        state.process_id, state.presence, state.health = process_id, presence, health
         state.store = store
         state.context = None
         state.loader = asyncio.create_task(_load(app, store, pools))
@@ -90,6 +106,10 @@ def create_app(
                 while context.sessions and time.monotonic() < deadline:
                     await asyncio.sleep(0.05)
             pools.shutdown()
+            await health.stop()
+            if presence is not None:
+                await presence.stop()
+                await presence.redis.aclose()
             await store.close()
 
     async def _load(app: FastAPI, store: Store, pools: Any) -> None:
@@ -129,6 +149,8 @@ def create_app(
     app.state.metrics = metrics
     app.state.ready = False
     app.state.context = None
+    app.state.health = None
+    app.state.presence = None
 
     try:  # the browser softphone (server/web), when present
         from server.web.softphone import router as softphone_router
@@ -150,6 +172,9 @@ def create_app(
         if not app.state.ready or ctx is None:
             body = {"status": "error" if app.state.load_error else "loading", "error": app.state.load_error}
             return JSONResponse(body, status_code=503)
+        health: Health | None = app.state.health
+        if health is not None and not health.ok:
+            return JSONResponse({"status": "unavailable", "reasons": health.reasons()}, status_code=503)
         return JSONResponse({"status": "ready", "calls": len(ctx.sessions), "timings": ctx.components.timings})
 
     @app.get("/metrics")
@@ -180,10 +205,23 @@ def create_app(
             return
         connection = Connection(websocket=websocket, serializer=serializer, send_queue_max=settings.send_queue_max,
                                 send_timeout_s=settings.send_timeout_s)
-        session = CallSession(connection=connection, context=ctx)
+        health: Health | None = app.state.health
+        refusal = None if health is None or health.ok else "; ".join(health.reasons())
+        session = CallSession(connection=connection, context=ctx, refusal=refusal)
         await session.run()
 
     return app
+
+
+async def _start_presence(settings: Settings, store: Store, process_id: str) -> Presence:
+    import redis.asyncio as aioredis
+
+    timeout = settings.cluster.probe_timeout_s
+    client = aioredis.Redis.from_url(settings.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    presence = Presence(redis=client, store=store, process_id=process_id, settings=settings.cluster)
+    await presence.start()
+    log.info("cluster presence started", extra={"process_id": process_id, "redis": presence.redis_ok})
+    return presence
 
 
 def _shutdown_end() -> Any:

@@ -53,6 +53,30 @@ class PeopleSettings(BaseModel):
     reply_lead_s: float = Field(default=0.3, ge=0)  # typed replies: audio sent this far ahead of real time
 
 
+class ClusterSettings(BaseModel):
+    """Several processes as one hotline (server/cluster): presence in Redis, used only when `redis_url` is set.
+    Part of server Settings as `cluster`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    key_prefix: str = Field(default="hotline:", min_length=1, max_length=64)  # every Redis key starts with it
+    # A process refreshes its heartbeat every interval; it is dead for the others when the key expires (ttl). The
+    # sweep runs every sweep_interval_s, so a dead process's calls are closed within ttl + sweep + one database
+    # write: 4 + 1 + (well under a second) < 10 s.
+    heartbeat_interval_s: float = Field(default=1.0, gt=0, le=30)
+    heartbeat_ttl_s: float = Field(default=4.0, gt=0, le=120)
+    sweep_interval_s: float = Field(default=1.0, gt=0, le=30)
+    # How often the database and Redis are probed for /readyz and the refusal of new calls.
+    health_interval_s: float = Field(default=1.0, gt=0, le=30)
+    probe_timeout_s: float = Field(default=1.0, gt=0, le=10)
+
+    @model_validator(mode="after")
+    def _ttl_covers_missed_beats(self) -> "ClusterSettings":
+        if self.heartbeat_ttl_s < 2 * self.heartbeat_interval_s:
+            raise ValueError("cluster.heartbeat_ttl_s must be at least twice heartbeat_interval_s")
+        return self
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="HOTLINE_", env_nested_delimiter="__", extra="forbid", frozen=True, validate_default=True
@@ -61,6 +85,7 @@ class Settings(BaseSettings):
     voice: VoiceSettings = Field(default_factory=VoiceSettings)
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
     people: PeopleSettings = Field(default_factory=PeopleSettings)  # agent queue, consoles, accounts
+    cluster: ClusterSettings = Field(default_factory=ClusterSettings)  # presence of processes (with redis_url)
 
     # --- HTTP ---
     host: str = "127.0.0.1"
@@ -70,6 +95,7 @@ class Settings(BaseSettings):
     # --- storage ---
     db_url: str = Field(default_factory=default_db_url)  # sqlite+aiosqlite:///path | postgresql+asyncpg://...
     db_echo: bool = False
+    redis_url: str | None = None  # redis://host:6379/0: several processes share one hotline (None: one process)
 
     # --- shared worker pools (all calls share them; blocking inference never runs on the event loop) ---
     recognition_workers: int = Field(default=2, ge=1, le=64)
@@ -110,6 +136,13 @@ class Settings(BaseSettings):
     def _known_database(cls, value: str) -> str:
         if not (value.startswith("sqlite+aiosqlite://") or value.startswith("postgresql+asyncpg://")):
             raise ValueError("db_url must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _known_redis(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("redis_url must start with redis://, rediss:// or unix://")
         return value
 
     @model_validator(mode="after")

@@ -124,7 +124,7 @@ def load_components(settings: Any) -> Components:
         # The other fixed prompts are cached in the background after ready: with the neural voice on 2 cores they
         # take over a minute together (measured 87 s), which must not delay start-up.
         synthesize_prompts(("language_not_served", "transferring", "no_answer_transfer", "please_hold", "repeat",
-                            "no_input_reprompt", "goodbye"))
+                            "no_input_reprompt", "goodbye", "service_unavailable"))
 
     def warm_answers() -> None:
         # Every knowledge-base answer, in both languages, into the synthesis cache (kept on disk across restarts:

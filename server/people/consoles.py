@@ -153,6 +153,9 @@ async def agent_console(websocket: WebSocket) -> None:
     languages = tuple(x for x in principal.languages if x in ("en", "zh")) or ("en",)
     sub.put({"event": "hello", "user": {"name": principal.name, "role": principal.role, "languages": list(languages)}})
     link = runtime.connect_agent(name=principal.name, languages=languages, sub=sub)  # then agent.state: away
+    presence = getattr(websocket.app.state, "presence", None)  # several processes: the console's heartbeat
+    if presence is not None:
+        await presence.agent_connected(principal.name)
     sub.put({"event": "queue", **runtime.queue_view(masked=True), "agents": None})
 
     def audio(data: bytes) -> None:
@@ -172,6 +175,8 @@ async def agent_console(websocket: WebSocket) -> None:
     finally:
         if runtime.agents.get(principal.name) is link:
             runtime.disconnect_agent(principal.name)
+            if presence is not None:
+                await presence.agent_disconnected(principal.name)
         writer.cancel()
         await asyncio.gather(writer, return_exceptions=True)
         if websocket.application_state != WebSocketState.DISCONNECTED:

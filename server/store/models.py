@@ -32,7 +32,10 @@ _STATE_LIST = ", ".join(f"'{s}'" for s in STATES)
 
 class Call(Base):
     __tablename__ = "calls"
-    __table_args__ = (CheckConstraint(f"state IN ({_STATE_LIST})", name="ck_calls_state"),)
+    __table_args__ = (
+        CheckConstraint(f"state IN ({_STATE_LIST})", name="ck_calls_state"),
+        Index("ix_calls_process_open", "process_id", "ended_at"),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     protocol: Mapped[str] = mapped_column(String(16))
@@ -47,6 +50,8 @@ class Call(Base):
     stream_id: Mapped[str | None] = mapped_column(String(64))
     queued_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     queue_language: Mapped[str | None] = mapped_column(String(16))
+    # The process that holds the caller's connection (server/cluster): when it dies, the others close its calls.
+    process_id: Mapped[str | None] = mapped_column(String(64))
 
 
 class Turn(Base):

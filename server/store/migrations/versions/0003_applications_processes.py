@@ -1,4 +1,5 @@
-"""applications: work-permit applications in the main store (they were in a SQLite file of their own)
+"""applications in the main store (they were in a SQLite file of their own); calls.process_id (which process holds
+the caller, so that the others can close its calls when it dies)
 
 Revision ID: 0003
 Revises: 0002
@@ -27,8 +28,14 @@ def upgrade() -> None:
         sa.Column("imported_at", sa.DateTime(timezone=True), nullable=False),
     )
     op.create_index("ix_applications_digits", "applications", ["digits"])
+    with op.batch_alter_table("calls") as batch:
+        batch.add_column(sa.Column("process_id", sa.String(64)))
+    op.create_index("ix_calls_process_open", "calls", ["process_id", "ended_at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_calls_process_open", table_name="calls")
+    with op.batch_alter_table("calls") as batch:
+        batch.drop_column("process_id")
     op.drop_index("ix_applications_digits", table_name="applications")
     op.drop_table("applications")
