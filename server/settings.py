@@ -45,9 +45,12 @@ class PeopleSettings(BaseModel):
     acd: AcdSettings = Field(default_factory=AcdSettings)
     token_ttl_s: float = Field(default=12 * 3600, gt=0, le=30 * 24 * 3600)
     dev_mode: bool = False  # allows accounts made with `hotline users add --dev` to sign in; never in production
-    recordings: bool = True  # keep each call's audio as <recordings_dir>/<call_id>.wav
+    recordings: bool = True  # keep each call's audio (a WAV per call)
+    # Where: "folder" (<recordings_dir>/<call_id>.wav), "database" (table recordings: every process can play every
+    # call), "auto": the database when several processes share Redis (redis_url), else the folder.
+    recordings_storage: Literal["auto", "folder", "database"] = "auto"
     # None: beside the SQLite database (var/recordings with the default database), else var/recordings under the
-    # project root. Relative paths are taken from the project root.
+    # project root. Relative paths are taken from the project root. With several processes: a shared mount.
     recordings_dir: str | None = None
     agent_transcription: bool = True  # run the agent's microphone through a StreamingTranscriber too
     reply_lead_s: float = Field(default=0.3, ge=0)  # typed replies: audio sent this far ahead of real time

@@ -22,6 +22,7 @@ from server.people.auth import AuthService
 from server.people.live import LiveRegistry
 from server.people.queue_runtime import QueueRuntime
 from server.settings import PeopleSettings
+from server.store.recordings import DatabaseRecordings, FolderRecordings, RecordingStore
 
 log = logging.getLogger("hotline.people")
 
@@ -52,16 +53,28 @@ def recordings_folder(settings: PeopleSettings, *, project_root: Path, db_url: s
     return project_root / "var" / "recordings"
 
 
+def recordings_store(settings: PeopleSettings, *, store: Any, folder: Path | None, shared: bool) -> RecordingStore | None:
+    """The folder or the database (`recordings_storage`); "auto" is the database when processes share Redis."""
+    if not settings.recordings:
+        return None
+    where = settings.recordings_storage
+    if where == "database" or (where == "auto" and shared):
+        return DatabaseRecordings(store)
+    return FolderRecordings(folder) if folder is not None else None
+
+
 class DevAccountsPresent(RuntimeError):
     pass
 
 
 class PeopleService:
-    def __init__(self, *, app: FastAPI, settings: PeopleSettings, project_root: Path, db_url: str = "") -> None:
+    def __init__(self, *, app: FastAPI, settings: PeopleSettings, project_root: Path, db_url: str = "",
+                 shared: bool = False) -> None:
         self.settings = settings
         self.store = _AppStore(app)
         self.recordings_dir = recordings_folder(settings, project_root=project_root, db_url=db_url)
-        self.live = LiveRegistry(recordings_dir=self.recordings_dir)
+        self.recordings = recordings_store(settings, store=self.store, folder=self.recordings_dir, shared=shared)
+        self.live = LiveRegistry(recordings=self.recordings)
         self.queue = QueueRuntime(settings=settings, live=self.live, store=self.store, clock=self.live.clock,
                                   metrics=getattr(app.state, "metrics", None))
         self.auth = AuthService(store=self.store, token_ttl_s=settings.token_ttl_s, dev_mode=settings.dev_mode)
@@ -153,7 +166,7 @@ def install_people(app: FastAPI, settings: Any, *, people: PeopleSettings | None
     from server.settings import project_root
 
     service = PeopleService(app=app, settings=people or people_settings(settings), project_root=project_root(),
-                            db_url=getattr(settings, "db_url", ""))
+                            db_url=getattr(settings, "db_url", ""), shared=bool(getattr(settings, "redis_url", None)))
     app.state.people = service
     app.state.auth = service.auth
     app.include_router(api_router)

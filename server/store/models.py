@@ -4,7 +4,20 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, CheckConstraint, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 ACTIVE = "active"
@@ -116,3 +129,15 @@ class ApplicationRow(Base):
     date_of_birth: Mapped[str | None] = mapped_column(String(10))  # ISO date
     passport_last4: Mapped[str | None] = mapped_column(String(4))
     imported_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class RecordingRow(Base):
+    """A call's recording (a WAV file, 16 kHz mono) when recordings are kept in the database: every process can
+    serve it. No foreign key: the recording is saved as the call ends, possibly before its row is written."""
+
+    __tablename__ = "recordings"
+
+    call_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    wav: Mapped[bytes] = mapped_column(LargeBinary)
+    size: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -1,5 +1,6 @@
-"""applications in the main store (they were in a SQLite file of their own); calls.process_id (which process holds
-the caller, so that the others can close its calls when it dies)
+"""scale-out: applications in the main store (they were in a SQLite file of their own); calls.process_id (which
+process holds the caller, so that the others can close its calls when it dies); recordings in the database (one
+WAV per call), so that a supervisor on any process can play any call
 
 Revision ID: 0003
 Revises: 0002
@@ -31,9 +32,17 @@ def upgrade() -> None:
     with op.batch_alter_table("calls") as batch:
         batch.add_column(sa.Column("process_id", sa.String(64)))
     op.create_index("ix_calls_process_open", "calls", ["process_id", "ended_at"])
+    op.create_table(
+        "recordings",
+        sa.Column("call_id", sa.String(32), primary_key=True),
+        sa.Column("wav", sa.LargeBinary, nullable=False),
+        sa.Column("size", sa.Integer, nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("recordings")
     op.drop_index("ix_calls_process_open", table_name="calls")
     with op.batch_alter_table("calls") as batch:
         batch.drop_column("process_id")
