@@ -72,6 +72,7 @@ def create_app(
         await store.migrate()
         await seed_demo_applications(store, settings.routing.applications_path)
         presence = await _start_presence(settings, store, process_id) if settings.redis_url else None
+        cluster_live = await _start_cluster_live(app, settings, presence) if presence is not None else None
         if presence is None:
             closed = await store.close_abandoned(reason="server_restart")
         elif presence.redis_ok:  # other processes may be serving calls: only the calls of dead ones are closed
@@ -107,6 +108,9 @@ def create_app(
                     await asyncio.sleep(0.05)
             pools.shutdown()
             await health.stop()
+            if cluster_live is not None:
+                await cluster_live.stop()
+                await cluster_live.redis.aclose()
             if presence is not None:
                 await presence.stop()
                 await presence.redis.aclose()
@@ -222,6 +226,41 @@ async def _start_presence(settings: Settings, store: Store, process_id: str) -> 
     await presence.start()
     log.info("cluster presence started", extra={"process_id": process_id, "redis": presence.redis_ok})
     return presence
+
+
+async def _start_cluster_live(app: FastAPI, settings: Settings, presence: Presence) -> Any:
+    """The bus and the cluster-wide live view (server/cluster/live.py), on a connection of their own: pub/sub
+    holds one, and its reads must not share the probes' short time-out."""
+    import redis.asyncio as aioredis
+
+    from server.cluster.bus import Bus
+    from server.cluster.live import ClusterLive
+
+    people = getattr(app.state, "people", None)
+    if people is None:
+        return None
+    client = aioredis.Redis.from_url(settings.redis_url, socket_connect_timeout=settings.cluster.probe_timeout_s)
+    bus = Bus(redis=client, prefix=settings.cluster.key_prefix, process_id=presence.process_id)
+    cluster_live = ClusterLive(redis=client, bus=bus, presence=presence, registry=people.live,
+                               local_context=lambda: app.state.context,
+                               interval_s=settings.cluster.heartbeat_interval_s, ttl_s=settings.cluster.heartbeat_ttl_s)
+    try:
+        await cluster_live.start()
+    except Exception as exc:  # noqa: BLE001 - Redis away at start: readiness says so, and the bus keeps trying
+        log.error("the cluster bus could not start; retrying", extra={"error": type(exc).__name__})
+
+        async def retry() -> None:
+            while True:
+                await asyncio.sleep(settings.cluster.heartbeat_interval_s)
+                try:
+                    await cluster_live.start()
+                    log.info("the cluster bus started")
+                    return
+                except Exception:  # noqa: BLE001
+                    continue
+
+        cluster_live.retrying = asyncio.create_task(retry(), name="cluster-bus-retry")
+    return cluster_live
 
 
 def _shutdown_end() -> Any:

@@ -245,7 +245,7 @@ async def supervisor_console(websocket: WebSocket) -> None:
     async def live_loop() -> None:
         while True:
             now = people.live.clock()
-            sub.put({"event": "live", "calls": [c.summary(now) for c in list(people.live.calls.values())]})
+            sub.put({"event": "live", "calls": people.live.summaries(now)})
             await asyncio.sleep(1.0)
 
     ticker = asyncio.create_task(live_loop())

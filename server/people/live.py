@@ -144,11 +144,22 @@ class LiveRegistry:
             recordings = FolderRecordings(recordings_dir)
         self.recordings = recordings  # server.store.recordings.RecordingStore, or None: not recorded
         self.clock = clock
-        self.calls: dict[str, LiveCall] = {}
+        self.calls: dict[str, LiveCall] = {}  # the calls this process holds
         self.on_end: list[Callable[[LiveCall], None]] = []
+        self.cluster: Any = None  # server.cluster.live.ClusterLive with several processes: their calls too
 
     def get(self, call_id: str) -> LiveCall | None:
-        return self.calls.get(call_id)
+        """A call of this process, or (several processes) one another process holds, seen through the bus."""
+        live = self.calls.get(call_id)
+        if live is None and self.cluster is not None:
+            live = self.cluster.remote_call(call_id)
+        return live
+
+    def summaries(self, now: float) -> list[dict[str, Any]]:
+        """Every live call for the supervisors' view: this process's, and with several processes every process's."""
+        if self.cluster is not None:
+            return self.cluster.summaries(now)
+        return [c.summary(now) for c in list(self.calls.values())]
 
     def attach(self, session: Any) -> LiveCall:
         """Tap a session's connection. Idempotent."""
