@@ -11,7 +11,7 @@ import sys
 
 # Modules that expose `add_commands(subparsers)`; each sub-command sets `func(args) -> int`.
 COMMAND_MODULES = ("voice.cli", "voice.tts.cli", "routing.cli", "server.commands", "server.store.cli", "server.caller.cli",
-                   "server.people.users_cli")
+                   "server.cluster.cli", "server.people.users_cli")
 
 
 def build_parser() -> argparse.ArgumentParser:
