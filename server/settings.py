@@ -54,6 +54,9 @@ class PeopleSettings(BaseModel):
     recordings_dir: str | None = None
     agent_transcription: bool = True  # run the agent's microphone through a StreamingTranscriber too
     reply_lead_s: float = Field(default=0.3, ge=0)  # typed replies: audio sent this far ahead of real time
+    # An agent console whose connection drops keeps its place (state, offer, call: the caller waits on the line)
+    # this long: the console reconnects by itself (a process restart, a load balancer, a network blip).
+    console_grace_s: float = Field(default=15.0, ge=0, le=300)
 
 
 class ClusterSettings(BaseModel):
