@@ -1,0 +1,137 @@
+"""Two real `hotline serve` processes on the machine's PostgreSQL and Redis, nginx in front with the documented
+configuration, one of them killed with SIGKILL:
+- the agent console (headless Chromium, through nginx) reconnects by itself to the survivor, and the agent is
+  available there again;
+- the call the dead process held is recorded `dropped` by the survivor within 10 s, and the turns it had
+  finished are in the store;
+- a supervisor on one process sees and hears a call held by the other.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from cluster_helpers import REDIS_URL, delete_prefix, unique_prefix
+from cluster_processes import Nginx, ServeProcess
+from people_helpers import PASSWORD, Console, add_users, login, make_settings
+from server.store import Store
+from wsclient import NativeCaller
+
+pytestmark = [pytest.mark.e2e, pytest.mark.redis, pytest.mark.postgres, pytest.mark.browser]
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--no-sandbox", "--disable-background-networking", "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream", "--autoplay-policy=no-user-gesture-required"]
+# Light models for what this test checks (processes, presence, reconnection): espeak-ng speech, lexical routing.
+LIGHT = {"HOTLINE_VOICE__VOICE": "espeak", "HOTLINE_ROUTING__USE_EMBEDDINGS": "false",
+         "HOTLINE_CLUSTER__HEARTBEAT_INTERVAL_S": "1", "HOTLINE_CLUSTER__HEARTBEAT_TTL_S": "4"}
+
+
+def _agent_process(prefix: str, name: str) -> str | None:
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        value = client.get(f"{prefix}agent:{name}")
+        return value.decode() if value else None
+    finally:
+        client.close()
+
+
+async def _until(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = await predicate()
+        if value:
+            return value
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout} s: {what}")
+
+
+async def test_kill_9_behind_nginx(pg_url, tmp_path):
+    if not CHROMIUM.exists():
+        pytest.fail("Debian's chromium is not installed at /usr/bin/chromium (setup.sh installs it)")
+    from playwright.async_api import async_playwright
+
+    prefix = unique_prefix()
+    add_users(make_settings(tmp_path, db_url=pg_url), [("mei", "agent", "zh"), ("sam", "supervisor", "")])
+    procs = [ServeProcess(n, db_url=pg_url, prefix=prefix, workdir=tmp_path, env=LIGHT) for n in ("a", "b")]
+    nginx = None
+    try:
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.wait_ready()
+        nginx = Nginx(tmp_path, [p.port for p in procs])
+        by_id = {p.process_id(): p for p in procs}
+
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
+            errors: list[str] = []
+            try:
+                page = await (await browser.new_context()).new_page()
+                page.on("pageerror", lambda exc: errors.append(str(exc)))
+                await page.goto(nginx.base + "/agent")
+                await page.fill("#login-name", "mei")
+                await page.fill("#login-password", PASSWORD)
+                await page.click("#login-submit")
+                await page.wait_for_selector("#signout")
+                await page.select_option("#availability", "available")
+                await page.wait_for_selector("#state.available", timeout=20000)
+                holder_id = await _until(lambda: asyncio.sleep(0, _agent_process(prefix, "mei")), 10,
+                                         "the agent console's heartbeat in Redis")
+                victim = by_id[holder_id]
+                survivor = next(p for p in procs if p is not victim)
+
+                # A caller on the process that holds the console; a supervisor on the other sees and hears it.
+                caller = await NativeCaller.connect(victim.base.replace("http://", "ws://") + "/ws/call")
+                await caller.send_json({"event": "call.start", "language": "zh"})
+                call_id = (await caller.wait_event("call.started", timeout=30))["call_id"]
+                await caller.wait_event("audio.end", count=2, timeout=60)  # both greetings played: two turns
+                sup = await Console.connect(survivor.base, "/ws/supervisor", login(survivor.base, "sam"))
+                live = await sup.wait(lambda c: next((e for e in c.named("live") for x in e["calls"]
+                                                      if x["call_id"] == call_id), None), timeout=15)
+                assert next(x for x in live["calls"] if x["call_id"] == call_id)["process_id"] == holder_id
+                await sup.send(type="listen", call_id=call_id)
+                await sup.wait_event("listening", call_id=call_id)
+                await caller.stream(b"\x00\x00" * 16000, realtime=True)  # one second of the caller's line
+                await sup.wait(lambda c: len(c.audio) > 0, timeout=10)
+
+                killed_at = time.monotonic()
+                victim.kill9()
+                store = Store(url=pg_url)
+                try:
+                    async def dropped():
+                        call = await store.get_call(call_id)
+                        return call if call is not None and call.ended_at is not None else None
+
+                    call = await _until(dropped, 10, "the dead process's call recorded as ended")
+                    took = time.monotonic() - killed_at
+                    assert (call.state, call.reason) == ("dropped", "process_lost"), (call.state, call.reason)
+                    assert took <= 10
+                    turns = await store.turns(call_id)
+                    assert len([t for t in turns if t.kind == "prompt"]) >= 2, "finished turns are kept"
+                finally:
+                    await store.close()
+
+                # The console reconnects through nginx to the survivor, and the agent is available there.
+                await page.wait_for_function("window.hotlineAgent.ws.reconnects >= 1", timeout=30000)
+                await page.wait_for_selector("#reconnecting", state="detached", timeout=30000)
+                survivor_id = next(i for i, p in by_id.items() if p is survivor)
+                await _until(lambda: asyncio.sleep(0, _agent_process(prefix, "mei") == survivor_id), 15,
+                             "the agent's heartbeat now from the survivor")
+                await page.wait_for_selector("#state.available", timeout=15000)
+                await sup.close()
+                await caller.close()
+            finally:
+                await browser.close()
+        assert not errors, errors
+    finally:
+        if nginx is not None:
+            nginx.stop()
+        for p in procs:
+            p.stop()
+        delete_prefix(REDIS_URL, prefix)
