@@ -142,3 +142,13 @@ def redis_server(workdir: Path) -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+async def migrated_store(request, tmp_path: Path, kind: str):  # noqa: ANN001, ANN201 - a fixture's helper
+    """A migrated Store on SQLite (in tmp_path) or on the module's PostgreSQL database (`pg_url`)."""
+    from server.store import Store
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'store.db'}" if kind == "sqlite" else request.getfixturevalue("pg_url")
+    store = Store(url=url)
+    await store.migrate()
+    return store

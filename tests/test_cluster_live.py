@@ -20,32 +20,6 @@ pytestmark = [pytest.mark.redis, pytest.mark.postgres]
 FAST = dict(heartbeat_interval_s=0.2, heartbeat_ttl_s=1.0, sweep_interval_s=0.2, health_interval_s=0.5)
 
 
-class FrameConsole(Console):
-    """A console client that keeps binary frames one by one (listen-in frames start with their channel byte)."""
-
-    def __init__(self, ws) -> None:
-        self.frames: list[bytes] = []
-        super().__init__(ws)
-
-    async def _read(self) -> None:
-        import websockets
-
-        try:
-            async for m in self.ws:
-                if isinstance(m, bytes):
-                    self.frames.append(m)
-                else:
-                    import json
-
-                    self.events.append(json.loads(m))
-                self._changed.set()
-        except websockets.ConnectionClosed:
-            pass
-        finally:
-            self.closed = True
-            self._changed.set()
-
-
 def on_loop_of(app, coro_fn, timeout: float = 10.0):
     """Run `coro_fn()` on the app's own event loop (it serves from another thread) and return its result."""
     loop = app.state.people.live.cluster._task.get_loop()
@@ -74,7 +48,7 @@ async def test_supervisor_on_b_watches_and_listens_to_a_call_on_a(pg_url, tmp_pa
             call_id = (await caller.wait_event("call.started"))["call_id"]
             await greeted(caller)
 
-            sup = await FrameConsole.connect(base_b, "/ws/supervisor", login(base_b, "sam"))
+            sup = await Console.connect(base_b, "/ws/supervisor", login(base_b, "sam"))
             live = await sup.wait(lambda c: next((e for e in c.named("live") for x in e["calls"]
                                                       if x["call_id"] == call_id), None), timeout=10)
             row = next(x for x in live["calls"] if x["call_id"] == call_id)

@@ -8,7 +8,7 @@ import time
 import pytest
 import redis.asyncio as aioredis
 
-from cluster_helpers import REDIS_URL, delete_prefix, unique_prefix
+from cluster_helpers import REDIS_URL, delete_prefix, migrated_store, unique_prefix
 from server.cluster.presence import Presence
 from server.settings import ClusterSettings
 from server.store import Store
@@ -16,15 +16,13 @@ from server.store.models import utcnow
 
 pytestmark = pytest.mark.redis
 
-FAST = dict(heartbeat_interval_s=0.2, heartbeat_ttl_s=1.0, sweep_interval_s=0.2)
+# A 2 s expiry: short for the test, long enough that a loaded machine does not miss a whole expiry of beats.
+FAST = dict(heartbeat_interval_s=0.2, heartbeat_ttl_s=2.0, sweep_interval_s=0.2)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 async def store(request, tmp_path):
-    url = (f"sqlite+aiosqlite:///{tmp_path / 'cluster.db'}" if request.param == "sqlite"
-           else request.getfixturevalue("pg_url"))
-    s = Store(url=url)
-    await s.migrate()
+    s = await migrated_store(request, tmp_path, request.param)
     yield s
     await s.close()
 
@@ -74,7 +72,7 @@ async def test_a_dead_process_calls_are_dropped_once_and_its_agents_handed_back(
     store.process_id = "proc-b"
     await store.create_call(call_id="b-talking", protocol="native")
 
-    await asyncio.sleep(1.1)  # B and C have been healthy for a full expiry: they may sweep
+    await asyncio.sleep(2.1)  # B and C have been healthy for a full expiry: they may sweep
     t0 = time.monotonic()
     await _die(a)
     while not lost and time.monotonic() - t0 < 10:
@@ -109,7 +107,7 @@ async def test_no_sweeping_until_healthy_for_a_full_expiry(store, prefix):
     await b.beat()
     await a.redis.delete(f"{prefix}proc:proc-a")  # as if A's key had expired during the outage
     assert await b.sweep() == [], "B only just became healthy: it must not sweep yet"
-    await asyncio.sleep(1.05)  # A has beaten again meanwhile
+    await asyncio.sleep(2.05)  # A has beaten again meanwhile
     await b.beat()
     assert await b.sweep() == []
     assert (await store.get_call("a-call")).ended_at is None

@@ -8,6 +8,7 @@ import pytest
 
 from routing.progress import Application, ApplicationNumber, SecondFactor
 from routing.router import Router
+from cluster_helpers import migrated_store
 from routing_helpers import FIXTURES, fixture_settings
 from server.store import Store
 from server.store.applications import (
@@ -23,10 +24,7 @@ WP = ApplicationNumber("WP", "2026110001")
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 async def store(request, tmp_path):
-    url = (f"sqlite+aiosqlite:///{tmp_path / 'apps.db'}" if request.param == "sqlite"
-           else request.getfixturevalue("pg_url"))
-    s = Store(url=url)
-    await s.migrate()
+    s = await migrated_store(request, tmp_path, request.param)
     if request.param == "postgres":
         from server.store.models import ApplicationRow
         from sqlalchemy import delete
