@@ -50,9 +50,12 @@ class ServeProcess:
             if self.proc is None or self.proc.poll() is not None:
                 raise AssertionError(f"serve {self.name} exited: {self.log_tail()}")
             try:
-                if httpx.get(f"{self.base}/readyz", timeout=2).status_code == 200:
+                r = httpx.get(f"{self.base}/readyz", timeout=2)
+                if r.status_code == 200:
                     return
-            except httpx.HTTPError:
+                if r.json().get("status") == "error":  # the models failed to load: it will never be ready
+                    raise AssertionError(f"serve {self.name} failed to load: {r.json().get('error')}")
+            except (httpx.HTTPError, ValueError):
                 pass
             time.sleep(0.5)
         raise AssertionError(f"serve {self.name} not ready in {timeout_s} s: {self.log_tail()}")
