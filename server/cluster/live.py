@@ -114,6 +114,10 @@ class RemoteLiveCall(LiveCall):
             self._port = RemoteCallPort(cluster=self.cluster, live=self)
         return self._port
 
+    def forward_entry(self, entry: TranscriptEntry) -> None:
+        """A line said on this process (the agent's speech, recognised here) joins the transcript where the call is."""
+        self.cluster.command(self.process_id, self.call_id, "entry", entry=entry.as_dict())
+
     def in_use(self) -> bool:
         return bool(self.watchers or self.listeners or self.on_caller_audio or self.on_transcript)
 
@@ -352,8 +356,31 @@ class ClusterLive:
             port.event(str(cmd.get("kind")), cmd.get("data"))
         elif op == "end":
             port.end(str(cmd["state"]), str(cmd["reason"]), int(cmd.get("close_code") or 1000))
+        elif op == "entry":
+            fields = {k: v for k, v in (cmd.get("entry") or {}).items()
+                      if k in ("speaker", "text", "language", "at", "kind", "route", "topic", "reason")}
+            if {"speaker", "text", "language", "at"} <= set(fields):
+                self.registry.add_entry(live, TranscriptEntry(**fields))
         elif op == "resume_bot":
             port.resume_bot()
         elif op == "end_after_speech":
             asyncio.get_running_loop().create_task(port.end_after_speech(
                 str(cmd["state"]), str(cmd["reason"]), clock=self.registry.clock, timeout=float(cmd.get("timeout") or 30)))
+
+
+class ClusterRemoteCalls:
+    """The agent queue's seam for a caller and an agent on two processes (QueueRuntime's `remote`): the media path
+    is the RemoteLiveCall that `LiveRegistry.get` gives the agent's process, so `connected` only makes sure it is
+    followed, and `ended` lets it go."""
+
+    def __init__(self, cluster: ClusterLive) -> None:
+        self.cluster = cluster
+
+    def connected(self, action: Any, *, caller_here: bool, agent_here: bool) -> None:
+        if agent_here and not caller_here:
+            self.cluster.remote_call(action.call_id)
+
+    def ended(self, call_id: str, agent_id: str | None) -> None:
+        live = self.cluster.remote.get(call_id)
+        if live is not None and not live.in_use():
+            asyncio.get_running_loop().create_task(self.cluster._release(call_id))

@@ -247,6 +247,10 @@ class LiveRegistry:
             self.publish(live, {"event": "call.ended", "call_id": live.call_id, "state": m.state, "reason": m.reason})
 
     def add_entry(self, live: LiveCall, entry: TranscriptEntry) -> None:
+        forward = getattr(live, "forward_entry", None)
+        if forward is not None:  # a call another process holds: its transcript lives there (and comes back here)
+            forward(entry)
+            return
         live.transcript.append(entry)
         del live.transcript[:-1000]
         for fn in list(live.on_transcript):
