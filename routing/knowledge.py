@@ -5,15 +5,18 @@ File format (routing/knowledge/<topic_id>.yaml)::
     topic: work_permit_apply
     entries:
       - id: work_permit_apply.documents      # unique across the KB
-        source: [G3, G22]                    # keys of ../shared/domain_facts.md
+        source: [G3, G22]                    # keys of the source list, sources.yaml beside the topic files
         confidence: high | medium | low      # low: the answer says to confirm, or offers a person
         questions: {en: [...], zh: [...]}    # example phrasings, matched against callers' questions
         answer: {en: "...", zh: "..."}       # two to four short sentences, written for the ear
+
+The source list (routing/knowledge/sources.yaml) gives each source key its document title, publisher, date, URL
+and grade. Where a knowledge folder has one, every entry's source keys must be in it.
 """
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +25,8 @@ import yaml
 from routing.topics import LANGUAGES, TOPICS
 
 CONFIDENCES = ("high", "medium", "low")
+SOURCES_FILE = "sources.yaml"  # the source list: beside the topic files, not a topic
+SOURCE_GRADES = ("government", "news", "commercial")
 
 
 class KnowledgeError(ValueError):
@@ -39,9 +44,22 @@ class KnowledgeEntry:
 
 
 @dataclass(frozen=True)
+class Source:
+    key: str
+    title: str
+    grade: str  # government | news | commercial
+    publisher: str | None = None
+    date: str | None = None
+    url: str | None = None
+    note: str | None = None  # e.g. why there is no page address
+
+
+@dataclass(frozen=True)
 class KnowledgeBase:
     entries: tuple[KnowledgeEntry, ...]
     digest: str  # hash of the content: keys the embedding cache
+    # Empty when the folder has no source list.
+    sources: dict[str, Source] = field(default_factory=dict, hash=False, compare=False)
 
     def by_id(self, entry_id: str) -> KnowledgeEntry:
         for entry in self.entries:
@@ -136,11 +154,36 @@ def parse_topic_file(data: Any, where: str) -> list[KnowledgeEntry]:
     return entries
 
 
+def parse_sources(data: Any, where: str = SOURCES_FILE) -> dict[str, Source]:
+    data = _require_mapping(data, where)
+    raw_sources = _require_mapping(data.get("sources"), f"{where} sources")
+    out: dict[str, Source] = {}
+    for key, raw in raw_sources.items():
+        here = f"{where} source {key!r}"
+        raw = _require_mapping(raw, here)
+        unknown = set(raw) - {"title", "grade", "publisher", "date", "url", "note"}
+        if unknown:
+            raise KnowledgeError(f"{here}: unknown field(s) {sorted(unknown)}")
+        title = raw.get("title")
+        if not isinstance(title, str) or not title.strip():
+            raise KnowledgeError(f"{here}: missing 'title'")
+        if raw.get("grade") not in SOURCE_GRADES:
+            raise KnowledgeError(f"{here}: 'grade' must be one of {list(SOURCE_GRADES)}, got {raw.get('grade')!r}")
+        url = raw.get("url")
+        if url is not None and not (isinstance(url, str) and url.startswith(("http://", "https://"))):
+            raise KnowledgeError(f"{here}: 'url' must start with http:// or https://")
+        if url is None and not raw.get("note"):
+            raise KnowledgeError(f"{here}: without a 'url', a 'note' must say where the text was read")
+        optional = {name: str(raw[name]) for name in ("publisher", "date", "note") if raw.get(name) is not None}
+        out[str(key)] = Source(key=str(key), title=title.strip(), grade=raw["grade"], url=url, **optional)
+    return out
+
+
 def load_knowledge(directory: Path) -> KnowledgeBase:
     directory = Path(directory)
     if not directory.is_dir():
         raise KnowledgeError(f"knowledge directory not found: {directory}")
-    files = sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml"))
+    files = sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml") and p.name != SOURCES_FILE)
     if not files:
         raise KnowledgeError(f"no knowledge files (*.yaml) in {directory}")
     digest = hashlib.sha256()
@@ -158,4 +201,16 @@ def load_knowledge(directory: Path) -> KnowledgeBase:
                 raise KnowledgeError(f"{path.name}: duplicate entry id {entry.id!r} (first in {seen[entry.id]})")
             seen[entry.id] = path.name
             entries.append(entry)
-    return KnowledgeBase(entries=tuple(entries), digest=digest.hexdigest())
+    sources: dict[str, Source] = {}
+    sources_path = directory / SOURCES_FILE
+    if sources_path.is_file():
+        try:
+            sources = parse_sources(yaml.safe_load(sources_path.read_bytes()))
+        except yaml.YAMLError as exc:
+            raise KnowledgeError(f"{SOURCES_FILE}: not valid YAML: {exc}") from exc
+        for entry in entries:
+            missing = [key for key in entry.source if key not in sources]
+            if missing:
+                raise KnowledgeError(
+                    f"{seen[entry.id]} entry {entry.id!r}: source key(s) {missing} not listed in {SOURCES_FILE}")
+    return KnowledgeBase(entries=tuple(entries), digest=digest.hexdigest(), sources=sources)

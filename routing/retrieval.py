@@ -56,6 +56,11 @@ SUPPORT_WINDOW = 0.1  # see topic_support in retrieve()
 EMBED_MAX_CHARS = 240
 
 
+def entry_phrasings(entry: KnowledgeEntry) -> list[str]:
+    """An entry's example questions, both languages, normalised: what every signal compares a question with."""
+    return [normalize(p) for lang in sorted(entry.questions) for p in entry.questions[lang]]
+
+
 class HybridRetriever:
     def __init__(
         self,
@@ -78,7 +83,7 @@ class HybridRetriever:
         owner: list[int] = []
         entry_docs: list[str] = []
         for i, entry in enumerate(kb.entries):
-            phrasings = [normalize(p) for lang in sorted(entry.questions) for p in entry.questions[lang]]
+            phrasings = entry_phrasings(entry)
             texts.extend(phrasings)
             owner.extend([i] * len(phrasings))
             entry_docs.append(" \n ".join(phrasings))

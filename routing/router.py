@@ -41,7 +41,7 @@ __all__ = ["Decision", "DialogState", "Router"]
 @dataclass(frozen=True)
 class Decision:
     route: str  # answer | clarify | agent
-    topic: str  # a TOPICS.md id
+    topic: str  # a topic id of routing/topics.py
     entry_id: str | None
     language: str  # en | zh: the language `answer` is spoken in
     answer: str  # the text to speak

@@ -1,4 +1,5 @@
-"""Topic ids of the hotline (mirrors ../shared/TOPICS.md; the ids are stable, tests and dashboards use them)."""
+"""Topic ids of the hotline: the machine-readable part of every answer (`hotline ask --json`, call events, stored
+turns, analytics). The ids are stable: tests, dashboards and evaluations use them."""
 from __future__ import annotations
 
 TOPICS: tuple[str, ...] = (
@@ -26,8 +27,8 @@ TOPICS: tuple[str, ...] = (
     "out_of_scope",
 )
 
-HUMAN_AGENT = "human_agent"
-OUT_OF_SCOPE = "out_of_scope"
+HUMAN_AGENT = "human_agent"  # the caller asks for a person: always routed to `agent`
+OUT_OF_SCOPE = "out_of_scope"  # anything else: the answer says what the hotline covers and offers a person
 HOTLINE_INFO = "hotline_info"
 WORK_PERMIT_PROGRESS = "work_permit_progress"
 

@@ -16,13 +16,12 @@ from typing import Any, AsyncIterator, Callable
 from fastapi import FastAPI, WebSocket
 from fastapi.responses import JSONResponse, Response
 
-from server.cluster.identity import new_process_id
 from server.cluster.presence import Presence
 from server.health import Health
 from server.logging import configure_logging
 from server.metrics import Metrics
+from server.people.queue_store import make_queue_store, new_process_id
 from server.people.service import install_people
-from server.people.queue_service import WaitingList
 from server.call.session import CallContext, CallSession
 from server.settings import Settings
 from server.store import Store
@@ -67,11 +66,11 @@ def create_app(
         state.ready = False
         state.load_error = None
         started_at = utcnow()
-        process_id = new_process_id()
+        process_id = app.state.process_id  # the same name in the queue's store and in the cluster's presence
         store = Store(url=settings.db_url, echo=settings.db_echo, process_id=process_id)
         await store.migrate()
         await seed_demo_applications(store, settings.routing.applications_path)
-        presence = await _start_presence(settings, store, process_id) if settings.redis_url else None
+        presence = await _start_presence(app, settings, store, process_id) if settings.redis_url else None
         cluster_live = await _start_cluster_live(app, settings, presence) if presence is not None else None
         if presence is None:
             closed = await store.close_abandoned(reason="server_restart")
@@ -85,14 +84,19 @@ def create_app(
                         timeout_s=settings.cluster.probe_timeout_s)
         health.start()
         pools = build_pools(settings, metrics)
-        state.process_id, state.presence, state.health = process_id, presence, health
+        state.presence, state.health = presence, health
         state.store = store
         state.context = None
         state.loader = asyncio.create_task(_load(app, store, pools))
         try:
+            await state.people.startup()  # raises to refuse the start (see server/people/service.py)
             yield
         finally:
             state.ready = False
+            try:  # first: the queue gives the calls it holds their final states while the store is open
+                await state.people.shutdown()
+            except Exception:
+                log.exception("the agent queue did not shut down cleanly")
             if getattr(state, "context", None) is not None:
                 state.context.components.stopping.set()  # background cache filling ends with the service
             state.loader.cancel()
@@ -136,7 +140,7 @@ def create_app(
             comps.router.applications = StoreApplications(store=store, loop=asyncio.get_running_loop())
         app.state.context = CallContext(
             settings=settings, components=comps, pools=pools, store=store, metrics=metrics,
-            queue=WaitingList(metrics=metrics),
+            queue=app.state.people.queue, sessions=app.state.people.observed_sessions(),
         )
         context = app.state.context
         comps.calls_active = lambda: bool(context.sessions)
@@ -164,7 +168,11 @@ def create_app(
     else:
         app.include_router(softphone_router)
 
-    install_people(app, settings)  # agent queue, agent and supervisor consoles, accounts (server/people, issue 5)
+    # The process's name in a shared queue, and the queue's store chosen once from the settings (docs/queue.md).
+    app.state.process_id = new_process_id()
+    queue_store = make_queue_store(settings, process_id=app.state.process_id)
+    # agent queue, agent and supervisor consoles, accounts (server/people)
+    install_people(app, settings, queue_store=queue_store)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -217,12 +225,34 @@ def create_app(
     return app
 
 
-async def _start_presence(settings: Settings, store: Store, process_id: str) -> Presence:
+def cluster_prefix(settings: Settings) -> str:
+    return f"{settings.redis_prefix}:cluster:"
+
+
+async def _release_queue_parties(app: FastAPI, dead: str, agents: list[str]) -> None:
+    """A process died: its agents' consoles are gone (their offers and calls go back to the queue) and its callers
+    have left (their calls leave the queue), decided in the shared queue store like any other event."""
+    people = getattr(app.state, "people", None)
+    queue_store = getattr(people, "queue_store", None)
+    if queue_store is None or not hasattr(queue_store, "owned_by"):
+        return
+    calls, owned_agents = await asyncio.to_thread(queue_store.owned_by, dead)
+    for event, ids in (("agent_disconnect", sorted(set(owned_agents) | set(agents))), ("hangup", calls)):
+        for party in ids:
+            try:
+                await asyncio.to_thread(lambda: queue_store.decide(event, party, now=time.time()))
+            except Exception as exc:  # noqa: BLE001 - already gone (another survivor, a late clean exit): fine
+                log.info("queue party of a lost process not released", extra={"event": event, "error": type(exc).__name__})
+
+
+async def _start_presence(app: FastAPI, settings: Settings, store: Store, process_id: str) -> Presence:
     import redis.asyncio as aioredis
 
     timeout = settings.cluster.probe_timeout_s
     client = aioredis.Redis.from_url(settings.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout)
-    presence = Presence(redis=client, store=store, process_id=process_id, settings=settings.cluster)
+    presence = Presence(redis=client, store=store, process_id=process_id, settings=settings.cluster,
+                        prefix=cluster_prefix(settings))
+    presence.on_process_lost.append(lambda dead, agents: _release_queue_parties(app, dead, agents))
     await presence.start()
     log.info("cluster presence started", extra={"process_id": process_id, "redis": presence.redis_ok})
     return presence
@@ -234,16 +264,17 @@ async def _start_cluster_live(app: FastAPI, settings: Settings, presence: Presen
     import redis.asyncio as aioredis
 
     from server.cluster.bus import Bus
-    from server.cluster.live import ClusterLive
+    from server.cluster.live import ClusterLive, ClusterRemoteCalls
 
     people = getattr(app.state, "people", None)
     if people is None:
         return None
     client = aioredis.Redis.from_url(settings.redis_url, socket_connect_timeout=settings.cluster.probe_timeout_s)
-    bus = Bus(redis=client, prefix=settings.cluster.key_prefix, process_id=presence.process_id)
+    bus = Bus(redis=client, prefix=cluster_prefix(settings), process_id=presence.process_id)
     cluster_live = ClusterLive(redis=client, bus=bus, presence=presence, registry=people.live,
                                local_context=lambda: app.state.context,
                                interval_s=settings.cluster.heartbeat_interval_s, ttl_s=settings.cluster.heartbeat_ttl_s)
+    people.queue.remote = ClusterRemoteCalls(cluster_live)  # a caller and an agent on two processes hear each other
     try:
         await cluster_live.start()
     except Exception as exc:  # noqa: BLE001 - Redis away at start: readiness says so, and the bus keeps trying

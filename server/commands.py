@@ -38,6 +38,8 @@ def _serve(args: argparse.Namespace) -> int:
         overrides["port"] = args.port
     if args.db:
         overrides["db_url"] = args.db
+    if args.redis:
+        overrides["redis_url"] = args.redis
     settings = Settings.load(getattr(args, "config", None), **overrides)
     server = uvicorn.Server(uvicorn_config(create_app(settings), settings))
     server.run()
@@ -49,6 +51,8 @@ def add_commands(sub: Any, bench_sub: Any) -> None:
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default 8000)")
     serve.add_argument("--db", help="database URL: sqlite+aiosqlite:///var/hotline.db (default) or postgresql+asyncpg://...")
+    serve.add_argument("--redis", help="share the agent queue with other processes through Redis: redis://HOST:6379/0 "
+                       "(or HOTLINE_REDIS_URL); without it the queue lives in this process")
     serve.set_defaults(func=_serve)
     warm = sub.add_parser("warm", help="load the models and synthesize every prompt and answer into the disk cache")
     warm.set_defaults(func=_warm)

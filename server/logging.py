@@ -3,7 +3,7 @@
 `call_id` travels in a context variable: set once when a call starts, every task and worker thread of that call
 inherits it, so no log call has to pass it by hand. Caller data (transcripts, phone numbers, application numbers)
 goes only into the dedicated `caller` field (`log.info("turn", extra={"caller": {...}})`), which is masked unless
-`log_caller_data` is on; message text stays free of it (STYLE habit 11).
+`log_caller_data` is on; message text stays free of it, so logs can be shipped and searched without exposing callers.
 """
 from __future__ import annotations
 

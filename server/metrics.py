@@ -1,10 +1,11 @@
 """Prometheus metrics, one registry per app (tests build several apps in one process)."""
 from __future__ import annotations
 
-import math
-from typing import Sequence
-
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+# The project's one percentile (linear interpolation), used here by the call benchmark and the supervisors'
+# dashboard; it lives in routing/ because the routing benchmark uses it too and routing/ may not import server/.
+from routing.stats import percentile  # noqa: F401  (server code imports it from here)
 
 # Buckets around the latency target (end of speech -> first answer audio: median 1.2 s, p95 2.0 s).
 LATENCY_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.2, 1.5, 2.0, 3.0, 5.0, 10.0)
@@ -32,14 +33,3 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
-
-
-def percentile(values: Sequence[float], q: float) -> float | None:
-    """The q-th percentile (0-100), linearly interpolated as numpy's default does; None for no values. Used by the
-    call benchmark and the supervisors' dashboard alike."""
-    if not values:
-        return None
-    xs = sorted(float(v) for v in values)
-    k = (len(xs) - 1) * q / 100
-    lo, hi = math.floor(k), math.ceil(k)
-    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)

@@ -20,7 +20,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-from routing.acd import AcdSettings
+from routing.queue import AcdSettings
 from routing.settings import RoutingSettings
 from voice.settings import VoiceSettings
 
@@ -61,11 +61,10 @@ class PeopleSettings(BaseModel):
 
 class ClusterSettings(BaseModel):
     """Several processes as one hotline (server/cluster): presence in Redis, used only when `redis_url` is set.
-    Part of server Settings as `cluster`."""
+    Part of server Settings as `cluster`; its keys are under `<redis_prefix>:cluster:`."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    key_prefix: str = Field(default="hotline:", min_length=1, max_length=64)  # every Redis key starts with it
     # A process refreshes its heartbeat every interval; it is dead for the others when the key expires (ttl). The
     # sweep runs every sweep_interval_s, so a dead process's calls are closed within ttl + sweep + one database
     # write: 4 + 1 + (well under a second) < 10 s.
@@ -101,7 +100,10 @@ class Settings(BaseSettings):
     # --- storage ---
     db_url: str = Field(default_factory=default_db_url)  # sqlite+aiosqlite:///path | postgresql+asyncpg://...
     db_echo: bool = False
-    redis_url: str | None = None  # redis://host:6379/0: several processes share one hotline (None: one process)
+    # Several processes, one hotline: with a Redis URL (redis://HOST:6379/0) every process shares the agent queue
+    # (server/people/queue_redis.py, docs/queue.md); None keeps everything in this process.
+    redis_url: str | None = None
+    redis_prefix: str = Field(default="hotline", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
 
     # --- shared worker pools (all calls share them; blocking inference never runs on the event loop) ---
     recognition_workers: int = Field(default=2, ge=1, le=64)

@@ -25,7 +25,8 @@ def free_port() -> int:
 
 
 def unique_prefix() -> str:
-    return f"hotline-test-{uuid.uuid4().hex[:10]}:"
+    """A `redis_prefix` of the test's own (the cluster's keys are under `<prefix>:cluster:`)."""
+    return f"hotline-test-{uuid.uuid4().hex[:10]}"
 
 
 def delete_prefix(url: str, prefix: str) -> None:

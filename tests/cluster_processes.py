@@ -27,7 +27,7 @@ class ServeProcess:
         self.log_path = workdir / f"serve-{name}.log"
         self.db_url = db_url
         environ = {**os.environ, "PYTHONPATH": str(ROOT), "HOTLINE_REDIS_URL": REDIS_URL,
-                   "HOTLINE_CLUSTER__KEY_PREFIX": prefix, "HOTLINE_WARM_ANSWERS": "false", "HOTLINE_LOG_LEVEL": "WARNING",
+                   "HOTLINE_REDIS_PREFIX": prefix, "HOTLINE_WARM_ANSWERS": "false", "HOTLINE_LOG_LEVEL": "WARNING",
                    "HOTLINE_PEOPLE__RECORDINGS_DIR": str(workdir / f"recordings-{name}")}
         environ.update(env or {})
         self.env = environ
@@ -66,10 +66,10 @@ class ServeProcess:
 
         client = redis.Redis.from_url(REDIS_URL)
         try:
-            prefix = self.env["HOTLINE_CLUSTER__KEY_PREFIX"]
-            for member in client.smembers(prefix + "procs"):
+            prefix = self.env["HOTLINE_REDIS_PREFIX"]
+            for member in client.smembers(prefix + ":cluster:procs"):
                 pid = member.decode()
-                if f"-{self.proc.pid}-" in pid:
+                if f":{self.proc.pid}:" in pid:
                     return pid
         finally:
             client.close()

@@ -32,7 +32,7 @@ def on_loop_of(app, coro_fn, timeout: float = 10.0):
 
 async def test_supervisor_on_b_watches_and_listens_to_a_call_on_a(pg_url, tmp_path):
     prefix = unique_prefix()
-    common = dict(db_url=pg_url, redis_url=REDIS_URL, cluster={**FAST, "key_prefix": prefix})
+    common = dict(db_url=pg_url, redis_url=REDIS_URL, redis_prefix=prefix, cluster=FAST)
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     a_settings = make_settings(tmp_path / "a", **common)

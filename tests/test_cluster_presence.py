@@ -37,7 +37,7 @@ async def prefix():
 async def _presence(store: Store, prefix: str, process_id: str, **overrides) -> Presence:
     client = aioredis.Redis.from_url(REDIS_URL)
     return Presence(redis=client, store=store, process_id=process_id,
-                    settings=ClusterSettings(key_prefix=prefix, **{**FAST, **overrides}))
+                    settings=ClusterSettings(**{**FAST, **overrides}), prefix=prefix + ":cluster:")
 
 
 async def _die(p: Presence) -> None:
@@ -105,7 +105,7 @@ async def test_no_sweeping_until_healthy_for_a_full_expiry(store, prefix):
     await store.create_call(call_id="a-call", protocol="native")
     await a.start()  # A is alive and keeps beating
     await b.beat()
-    await a.redis.delete(f"{prefix}proc:proc-a")  # as if A's key had expired during the outage
+    await a.redis.delete(f"{prefix}:cluster:proc:proc-a")  # as if A's key had expired during the outage
     assert await b.sweep() == [], "B only just became healthy: it must not sweep yet"
     await asyncio.sleep(2.05)  # A has beaten again meanwhile
     await b.beat()

@@ -35,7 +35,7 @@ def _agent_process(prefix: str, name: str) -> str | None:
 
     client = redis.Redis.from_url(REDIS_URL)
     try:
-        value = client.get(f"{prefix}agent:{name}")
+        value = client.get(f"{prefix}:cluster:agent:{name}")
         return value.decode() if value else None
     finally:
         client.close()

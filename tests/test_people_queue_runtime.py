@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from routing.acd import AcdSettings
+from routing.queue import AcdSettings
 from server.call.messages import AudioIn, DtmfIn, FinalOut
 from server.people.live import LiveRegistry, Subscriber
 from server.people.queue_runtime import QueueRuntime

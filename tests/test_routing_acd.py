@@ -1,12 +1,12 @@
-"""Unit tests of the agent queue (routing/acd.py), one rule at a time, on a virtual clock."""
+"""Unit tests of the agent queue (routing/queue/decisions.py), one rule at a time, on a virtual clock."""
 from __future__ import annotations
 
 import pytest
 from pydantic import ValidationError
 
-from routing.acd import Acd, AcdSettings
-from routing.acd_state import AcdState
-from routing.acd_types import (
+from routing.queue import Acd, AcdSettings
+from routing.queue import AcdState
+from routing.queue import (
     AcdClosed,
     AcdError,
     AgentSetAway,
@@ -69,7 +69,7 @@ def test_settings_are_validated_frozen_and_closed():
     settings = AcdSettings()
     with pytest.raises(ValidationError):
         settings.offer_timeout_s = 5
-    assert settings.max_missed_offers == 2  # issue 5: "an agent who misses twice is set away"
+    assert settings.max_missed_offers == 2  # an agent who misses two offers in a row is set away
 
 
 # --- agent state machine ---------------------------------------------------------------------------------------------

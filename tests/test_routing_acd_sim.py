@@ -1,4 +1,4 @@
-"""Queue simulation (issue 5, "What it must reach"): 1,000 random calls per seed on a virtual clock.
+"""Queue simulation: 1,000 random calls per seed on a virtual clock.
 
 Random arrivals in English and Mandarin, hang-ups, missed / declined / late offers, agent logins, logouts, away,
 console disconnects during offers and calls, call-back requests, and a shutdown at the end. An independent Observer
@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from routing.acd import Acd, AcdSettings
-from routing.acd_types import (
+from routing.queue import Acd, AcdSettings
+from routing.queue import (
     AcdError,
     AgentSetAway,
     AgentState,
@@ -45,7 +45,7 @@ S = AgentState
 TOL = 1e-6
 SETTINGS = AcdSettings(offer_timeout_s=15, max_missed_offers=2, any_agent_after_s=45, announce_interval_s=30,
                        max_wait_s=240, wrap_up_s=20, default_handle_s=150)
-# Written independently of routing/acd_state.py: the agent state machine as the issue describes it.
+# Written independently of routing/queue/state.py: the agent state machine as the issue describes it.
 LEGAL = {
     (S.OFFLINE, S.AVAILABLE), (S.OFFLINE, S.AWAY),
     (S.AVAILABLE, S.OFFERED), (S.AVAILABLE, S.AWAY), (S.AVAILABLE, S.OFFLINE),

@@ -40,10 +40,20 @@ def test_bench_on_a_small_labelled_set(tmp_path, capsys):
         encoding="utf-8",
     )
     assert main(["bench", "routing", "--eval", str(questions), "--json", "--repeat", "1", *DATA]) == 0
-    report = json.loads(capsys.readouterr().out)
+    out = json.loads(capsys.readouterr().out)
+    report = out["sets"]["q"]
     assert report["questions"] == 4
     assert report["topic_accuracy"] == 1.0 and report["route_accuracy"] == 1.0
     assert report["language_accuracy"] == 1.0 and report["agent_requests_to_agent"] == 1.0
     assert report["out_of_scope_answered_in_scope"] == 0
     assert set(report["per_language"]) == {"en", "zh", "mixed"}
-    assert report["timing"]["mean_ms"] > 0
+    assert out["timing"]["mean_ms"] > 0 and out["timing"]["one_core"]
+
+
+def test_bench_refuses_a_bad_evaluation_set_in_one_line(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("questions:\n  - {text: 'hi', language: fr, topic: hotline_info, route: clarify}\n", encoding="utf-8")
+    assert main(["bench", "routing", "--eval", str(bad), *DATA]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: evaluation set:") and "language must be one of en, zh, mixed" in err
+    assert len(err.splitlines()) == 1

@@ -101,7 +101,8 @@ def test_out_of_scope():
 
 
 def test_every_verdict_is_consistent():
-    """Invariants over a grid of inputs: routes and topics agree with TOPICS.md's rules."""
+    """Invariants over a grid of inputs: every topic is one of routing/topics.py, and the human_agent topic (the
+    caller asks for a person) always routes to an agent."""
     import itertools
 
     from routing.topics import TOPICS

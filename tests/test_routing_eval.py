@@ -1,9 +1,12 @@
-"""The shipped knowledge base against the shipped labelled evaluation set: the targets of issue 3."""
+"""The shipped knowledge base against the development part of the shipped evaluation set: the routing targets
+(topic accuracy at least 92% overall and per language, route accuracy at least 95%, every request for a person
+routed to an agent, no out-of-scope question answered as in scope). The held-out test part is measured by
+`hotline bench routing` and is not a tuning target (routing/eval/README.md)."""
 from __future__ import annotations
 
 import pytest
 
-from routing.cli import default_eval_path, load_eval, run_eval
+from routing.bench import PARTS, load_eval, run_eval
 from routing.progress import parse_application_number
 from routing.router import Router
 from routing_helpers import real_settings
@@ -18,11 +21,11 @@ def router(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def report(router):
-    return run_eval(router, load_eval(default_eval_path()))
+    return run_eval(router, load_eval(PARTS["dev"]))
 
 
 def test_eval_set_is_big_and_balanced():
-    items = load_eval(default_eval_path())
+    items = load_eval(PARTS["dev"])
     assert len(items) >= 150
     langs = [q["language"] for q in items]
     assert langs.count("en") >= 0.35 * len(items) and langs.count("zh") >= 0.35 * len(items)

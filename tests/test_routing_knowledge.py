@@ -112,7 +112,7 @@ def test_prompts_validation_errors():
         Prompts.parse(mismatched)
 
 
-# --- the shipped content (written by the content helper) must pass the same validation ---------------------------
+# --- the shipped content must pass the same validation --------------------------------------------------------------
 def test_shipped_kb_covers_every_topic_in_both_languages():
     kb = load_knowledge(REPO / "routing" / "knowledge")
     assert kb.topics == set(TOPICS), f"topics without entries: {set(TOPICS) - kb.topics}"
@@ -123,3 +123,30 @@ def test_shipped_prompts_have_every_required_key():
     for key in REQUIRED_KEYS:
         for lang in ("en", "zh"):
             assert prompts.text(key, lang, position=2, wait_minutes=4).strip()
+
+
+def test_shipped_kb_cites_every_source_by_title_and_address():
+    kb = load_knowledge(REPO / "routing" / "knowledge")
+    used = {key for entry in kb.entries for key in entry.source}
+    assert used and used <= set(kb.sources)
+    for key in used:
+        source = kb.sources[key]
+        assert source.title and source.grade in ("government", "news", "commercial")
+        assert source.url or source.note, key  # a source read without a page address says where it was read
+    # The knowledge base names no file outside this repository.
+    for path in (REPO / "routing" / "knowledge").iterdir():
+        assert "shared/" not in path.read_text(encoding="utf-8"), path.name
+
+
+def test_unlisted_source_key_is_named(tmp_path):
+    _write(tmp_path, "a.yaml", {"topic": "work_permit_apply", "entries": [_entry(source=["G3", "X9"])]})
+    _write(tmp_path, "sources.yaml", {"sources": {"G3": {"title": "How to get a foreigner's work permit",
+                                                         "grade": "government", "url": "https://example.org/g3"}}})
+    with pytest.raises(KnowledgeError, match=r"a\.yaml entry 'work_permit_apply\.x': source key\(s\) \['X9'\]"):
+        load_knowledge(tmp_path)
+    _write(tmp_path, "a.yaml", {"topic": "work_permit_apply", "entries": [_entry(source=["G3"])]})
+    kb = load_knowledge(tmp_path)  # the source list is not read as a topic file
+    assert [e.id for e in kb.entries] == ["work_permit_apply.x"] and kb.sources["G3"].url == "https://example.org/g3"
+    _write(tmp_path, "sources.yaml", {"sources": {"G3": {"title": "t", "grade": "government"}}})
+    with pytest.raises(KnowledgeError, match="without a 'url', a 'note'"):
+        load_knowledge(tmp_path)

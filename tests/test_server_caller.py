@@ -23,8 +23,7 @@ from live_server import serve_app, shared_real_server, ws_url
 from voice.audio import AudioFormatError
 
 ROOT = Path(__file__).resolve().parent.parent
-RECORDINGS = next((p for p in (ROOT / "recordings_fixtures", Path("/work/shared/recordings"))
-                   if (p / "en_ljspeech_LJ001-0004.wav").is_file()), None)
+RECORDINGS = next((p for p in (ROOT / "recordings_fixtures",) if (p / "en_ljspeech_LJ001-0004.wav").is_file()), None)
 
 SCRIPT = [("How do I apply for a work permit", "en"), ("工作许可怎么办", "zh")]
 
@@ -178,7 +177,7 @@ def real_server(tmp_path_factory):
 
 @pytest.mark.model
 @pytest.mark.e2e
-@pytest.mark.skipif(RECORDINGS is None, reason="no recordings (recordings_fixtures/ or /work/shared/recordings)")
+@pytest.mark.skipif(RECORDINGS is None, reason="no recordings in recordings_fixtures/")
 @pytest.mark.parametrize("protocol", ["native", "twilio"])
 async def test_real_recordings_are_answered_in_their_language(real_server, protocol):
     files = [RECORDINGS / "en_ljspeech_LJ001-0004.wav", RECORDINGS / "zh_aishell_BAC009S0002W0123.wav"]

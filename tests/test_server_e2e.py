@@ -25,8 +25,6 @@ pytestmark = [pytest.mark.model, pytest.mark.e2e]
 
 ROOT = Path(__file__).resolve().parent.parent
 RECORDINGS = ROOT / "recordings_fixtures"
-if not RECORDINGS.is_dir():
-    RECORDINGS = Path("/work/shared/recordings")
 
 EN_QUESTION = "How do I apply for a work permit in Shanghai?"
 ZH_QUESTION = "我想申请外国人工作许可，需要准备哪些材料？"

@@ -113,7 +113,7 @@ async def test_redis_away_and_back(tmp_path):
     redis = RedisServer(tmp_path)
     settings = Settings(db_url=f"sqlite+aiosqlite:///{tmp_path / 'calls.db'}", redis_url=redis.url, pace_audio=False,
                         start_timeout_s=0.3, no_input_s=60.0, log_json=False,
-                        cluster={**FAST, "key_prefix": unique_prefix()})
+                        redis_prefix=unique_prefix(), cluster=FAST)
     try:
         with running_server(settings, components=fake_components(script=[("hello", "en"), ("work permit", "en")])) \
                 as (url, app):
@@ -137,28 +137,17 @@ async def test_redis_away_and_back(tmp_path):
         redis.stop()
 
 
-async def test_a_closed_redis_port_at_start_is_reported_not_fatal(tmp_path):
+def test_a_closed_redis_port_at_start_refuses_to_start_with_the_reason(tmp_path):
+    """At start-up an unreachable Redis is fatal, with a clear message (the shared queue cannot be joined; a
+    supervisor such as systemd starts the process again); once running, an outage is a 503, not an exit."""
+    from fastapi.testclient import TestClient
+
     from cluster_helpers import free_port
+    from server.app import create_app
 
     settings = Settings(db_url=f"sqlite+aiosqlite:///{tmp_path / 'calls.db'}",
                         redis_url=f"redis://127.0.0.1:{free_port()}/0", log_json=False, cluster=FAST)
-    from server.app import create_app
-
     app = create_app(settings, components=fake_components(), configure_logs=False)
-    # /readyz never turns 200, so the launcher's wait would time out: start it by hand and read /readyz.
-    import threading
-
-    import uvicorn
-
-    from server.commands import uvicorn_config
-
-    port = free_port()
-    server = uvicorn.Server(uvicorn_config(app, settings, host="127.0.0.1", port=port))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        body = await until_ready_is(f"http://127.0.0.1:{port}", 503, timeout=30)
-        assert body["status"] == "unavailable" and body["reasons"][0].startswith("redis unreachable")
-    finally:
-        server.should_exit = True
-        thread.join(15)
+    with pytest.raises(Exception, match="Redis is not reachable"):
+        with TestClient(app):
+            pass

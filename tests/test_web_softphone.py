@@ -28,8 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
 # A temporary folder unless HOTLINE_SCREENSHOTS_DIR names one (docs/screenshots refreshes the README's picture).
 SCREENSHOT = Path(os.environ.get("HOTLINE_SCREENSHOTS_DIR") or tempfile.mkdtemp(prefix="hotline-shots-")) / "softphone.png"
-RECORDINGS = next((p for p in (ROOT / "recordings_fixtures", Path("/work/shared/recordings"))
-                   if (p / "en_ljspeech_LJ001-0004.wav").is_file()), None)
+RECORDINGS = next((p for p in (ROOT / "recordings_fixtures",) if (p / "en_ljspeech_LJ001-0004.wav").is_file()), None)
 
 if not CHROMIUM.exists():
     pytest.skip("Debian's chromium is not installed at /usr/bin/chromium (apt-get install chromium)",
@@ -110,7 +109,7 @@ def test_softphone_page_is_served_offline(tmp_path):
         assert httpx.get(base + "/softphone/../settings.py").status_code == 404
 
 
-@pytest.mark.skipif(RECORDINGS is None, reason="no recordings (recordings_fixtures/ or /work/shared/recordings)")
+@pytest.mark.skipif(RECORDINGS is None, reason="no recordings in recordings_fixtures/")
 def test_browser_call_with_fake_models(playwright, tmp_path):
     settings = Settings(db_url=f"sqlite+aiosqlite:///{tmp_path / 'calls.db'}", log_level="WARNING", no_input_s=30.0)
     script = [("How do I apply for a work permit", "en")] * 20

@@ -1,4 +1,5 @@
-"""Bounded worker pools shared by all calls: blocking inference never runs on the event loop (STYLE habit 4).
+"""Bounded worker pools shared by all calls: blocking inference never runs on the event loop, so
+one call's recognition or synthesis never stalls the audio of the others.
 
 A pool has a fixed number of threads and a bound on jobs waiting or running. When the bound is reached an
 optional job (a partial transcript) is skipped and a required one (a final transcript, an answer's speech) fails

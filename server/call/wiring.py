@@ -1,4 +1,4 @@
-"""The one place that wires voice/ and routing/ into calls (STYLE habit 8: one factory that wires a call).
+"""The one place that wires voice/ and routing/ into calls: one factory, so a call is built the same way everywhere.
 
 `load_components(settings)` loads every model once per process (Whisper, Silero VAD, the synthesizer, the router
 with its knowledge base and embeddings); `Components.new_call()` builds one call's pipeline from them: its own

@@ -45,11 +45,8 @@ SYNTHESIZED = (
 
 
 def recordings_dir() -> Path | None:
-    root = Path(__file__).resolve().parent.parent
-    for candidate in (root / "recordings_fixtures", Path("/work/shared/recordings")):
-        if any((candidate / name).is_file() for name in RECORDINGS):
-            return candidate
-    return None
+    folder = Path(__file__).resolve().parent.parent / "recordings_fixtures"
+    return folder if any((folder / name).is_file() for name in RECORDINGS) else None
 
 
 def load_questions(*, synthesize: bool = True, out: Any = sys.stderr) -> list[Utterance]:

@@ -1,8 +1,8 @@
 """A test caller: speaks recordings into a running hotline over a real websocket and measures what it hears.
 
 It behaves like a phone, not like a test harness: the line carries a 20 ms frame at all times (silence between
-utterances), so the server's VAD ends each utterance the way it would on a real call. It plays either side of the two
-caller protocols of issue 4:
+utterances), so the server's VAD ends each utterance the way it would on a real call. It speaks either of the
+service's two caller protocols:
 
 - native (`GET /ws/call`): binary frames of 16 kHz PCM16 both ways, JSON events (`call.started`, `transcript.*`,
   `answer`, `audio.start` / `audio.end` / `audio.clear`, `call.ended`, `error`);

@@ -94,7 +94,7 @@ def _in_process(calls: int, frames: int) -> list[float]:
 
 
 def run_bench(*, url: str, calls: int, seconds: float, out: Any = None) -> dict[str, Any]:
-    from server.cluster.identity import new_process_id
+    from server.people.queue_store import new_process_id
     from server.metrics import percentile
 
     out = out or sys.stdout

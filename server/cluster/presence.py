@@ -1,7 +1,7 @@
 """Presence: each process and each agent console it holds has a heartbeat key with an expiry in Redis; every
 process sweeps for processes whose heartbeat has expired and closes what they held.
 
-Keys (all under `cluster.key_prefix`):
+Keys (all under `<redis_prefix>:cluster:`):
     proc:<id>            heartbeat of a process (value: its start time), expires after heartbeat_ttl_s
     procs                set of process ids that registered: a member without its heartbeat key is dead
     agent:<user id>      heartbeat of an agent console: the id of the process that holds it, same expiry
@@ -34,14 +34,14 @@ LostHook = Callable[[str, list[str]], Awaitable[None]]  # (dead process id, ids 
 
 
 class Presence:
-    def __init__(self, *, redis: Any, store: Store, process_id: str, settings: Any,
+    def __init__(self, *, redis: Any, store: Store, process_id: str, settings: Any, prefix: str,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.redis = redis
         self.store = store
         self.process_id = process_id
         self.settings = settings  # ClusterSettings
         self.clock = clock
-        self.prefix = settings.key_prefix
+        self.prefix = prefix  # <redis_prefix>:cluster:
         self.agents: set[str] = set()  # agent consoles connected to this process
         self.on_process_lost: list[LostHook] = []
         self.redis_ok = False

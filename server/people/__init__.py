@@ -1,1 +1,1 @@
-"""People: the agent queue at run time, agent and supervisor consoles, accounts, audit log, masking (issue 5)."""
+"""People: the agent queue at run time, agent and supervisor consoles, accounts, audit log, masking."""

@@ -29,7 +29,7 @@ from typing import Any, AsyncIterator, Callable
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from routing.acd_types import AcdError
+from routing.queue import AcdError
 from server.people.auth import PERMISSIONS, Principal, websocket_principal
 from server.people.masking import mask_text
 from server.people.live import Subscriber

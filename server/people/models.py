@@ -56,7 +56,7 @@ class AuditEntry(Base):
 
 
 class QueueOutcome(Base):
-    """The one final state of a call that went to the agent queue (routing.acd_types.CallOutcome) and its wrap-up."""
+    """The one final state of a call that went to the agent queue (routing.queue.CallOutcome) and its wrap-up."""
 
     __tablename__ = "queue_outcomes"
     __table_args__ = (CheckConstraint(

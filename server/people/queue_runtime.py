@@ -1,10 +1,23 @@
-"""The agent queue at run time: the pure ACD (routing/acd.py) with a clock, a ticker, and the actions carried out.
+"""The agent queue at run time: decisions of the queue's store carried out, a ticker, and the views.
 
-One `QueueRuntime` per app. It is the call session's `AgentQueue` (server/people/queue_service.py: enqueue / position /
-leave / waiting), so a call routed to `agent` lands here without the session knowing about agents. Every ACD call
-happens under one lock on the event loop, with this runtime's own monotonic clock (the ACD refuses a clock that
-goes backwards, so every caller of the ACD must read the same clock). The ticker sleeps until
-`acd.next_deadline()` (or until an event changes the schedule) and calls `tick(now)`.
+One `QueueRuntime` per process, built by install_people (server/people/service.py) with the QueueStore that the
+settings chose (server/people/queue_store.py) and handed to the call context by create_app. It is the call session's
+`AgentQueue` (server/people/queue_service.py: enqueue / position / leave / waiting), so a call routed to `agent`
+lands here without the session knowing about agents.
+
+Every event (a caller queues, an agent accepts, ...) is one `QueueStore.decide(...)`: the pure ACD
+(routing/queue/decisions.py) decides atomically on the store's state and returns a numbered `Decision`. The queue's
+time is `queue_clock`: this process's monotonic clock with the in-process store, the wall clock with a shared store
+(every process must read comparable times). The ticker sleeps until the store's next deadline (or until a decision
+changes it) and claims what fell due with `QueueStore.tick`; with a shared store every process's ticker does, so a
+deadline fires even when the process that set it has died.
+
+Several processes (a shared store): the store records which process holds each call and each agent console
+(`Party`), and every process follows the store's log of decisions (`follow`), carrying decisions out strictly in
+version order. Each action is carried out by the process that holds the party it concerns: the console part where
+the agent's console is, the caller part where the caller's line is (`is_local_call`, `is_local_agent`). When an
+agent on one process accepts a caller on another, the audio between them is the business of `RemoteCalls`
+(the cluster's media bridge; by default none, and such a call is logged as not bridged).
 
 What the actions become:
     Offer / OfferWithdrawn / AgentStateChanged / AgentSetAway -> messages on the agent's console websocket
@@ -31,10 +44,9 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Protocol
 
-from routing.acd import Acd
-from routing.acd_types import (
+from routing.queue import (
     AcdError,
     AgentSetAway,
     AgentState,
@@ -50,6 +62,7 @@ from routing.acd_types import (
     OfferCallback,
     OfferWithdrawn,
 )
+from routing.queue.store import Decision, InProcessQueueStore, Party, QueueStore
 from server.people.masking import mask_text
 from server.call.messages import AudioEnd, AudioOut, AudioStart, DtmfIn
 from server.people.live import LiveCall, LiveRegistry, Subscriber, TranscriptEntry
@@ -57,6 +70,7 @@ from server.people.queue_service import QueueTicket
 
 log = logging.getLogger("hotline.queue")
 
+SHARED_POLL_S = 1.0
 FRAME_BYTES = 640
 FRAME_S = 0.02
 YES = re.compile(r"^\s*(yes|yeah|yep|sure|ok(ay)?|please( do)?|call me back|是的?|好的?|要|需要|可以|行|对)\b|^\s*(是|好|要|需要|可以|行|对)",
@@ -65,6 +79,31 @@ DISPOSITIONS = ("resolved", "follow_up", "callback", "wrong_number", "abusive", 
 
 if TYPE_CHECKING:
     from server.settings import PeopleSettings
+
+
+class RemoteCalls(Protocol):
+    """The seam for a caller and an agent held by two different processes (docs/queue.md).
+
+    `connected` runs on BOTH processes when such a call is accepted (caller_here / agent_here say which side this
+    process holds); `ended` runs on both when it stops being connected (final state, or requeued because the
+    agent's console dropped). The implementation carries the caller's audio to the agent's process and the
+    agent's microphone and typed replies back, and feeds both transcripts.
+    """
+
+    def connected(self, action: CallConnected, *, caller_here: bool, agent_here: bool) -> None: ...
+
+    def ended(self, call_id: str, agent_id: str | None) -> None: ...
+
+
+class NoRemoteCalls:
+    """No media bridge between processes: such a call is connected in the queue, but nobody hears anybody."""
+
+    def connected(self, action: CallConnected, *, caller_here: bool, agent_here: bool) -> None:
+        log.error("caller and agent are on different processes and no media bridge is installed",
+                  extra={"caller_here": caller_here, "agent_here": agent_here})
+
+    def ended(self, call_id: str, agent_id: str | None) -> None:
+        pass
 
 
 @dataclass
@@ -77,6 +116,7 @@ class AgentLink:
     call_id: str | None = None
     offered: str | None = None
     last_call_id: str | None = None
+    offered_info: dict[str, Any] = field(default_factory=dict)  # language / topic of the offered call
     input_rate: int = 16000
     turn: int | None = None  # the wire turn number of the agent's live audio on the caller's line
     transcriber: Any = None
@@ -96,15 +136,27 @@ class QueuedCall:
 
 
 class QueueRuntime:
+    """`store` is the main database (outcomes, wrap-ups, agent turns); `queue_store` holds the queue's state.
+    `clock` paces audio and stamps the call sessions' controls; `queue_clock` (default: `clock`) is the queue's time."""
+
     def __init__(self, *, settings: PeopleSettings, live: LiveRegistry, store: Any = None,
-                 clock: Callable[[], float] = time.monotonic, metrics: Any = None) -> None:
+                 queue_store: QueueStore | None = None, clock: Callable[[], float] = time.monotonic,
+                 queue_clock: Callable[[], float] | None = None, remote: RemoteCalls | None = None,
+                 metrics: Any = None) -> None:
         self.settings = settings
         self.metrics = metrics  # server.metrics.Metrics: hotline_agent_queue_waiting{language}
-        self.acd = Acd(settings=settings.acd)
+        self.queue_store: QueueStore = queue_store or InProcessQueueStore(settings=settings.acd)
+        self.process_id = self.queue_store.process_id
+        self.shared = hasattr(self.queue_store, "follow")  # other processes decide too: follow the log
+        self.remote: RemoteCalls = remote or NoRemoteCalls()
         self.live = live
         self.store = store
         self.clock = clock
-        self._lock = threading.RLock()
+        self.queue_clock = queue_clock or clock
+        self._lock = threading.RLock()  # carrying out decisions in order (the event loop and tests' threads)
+        self._applied = 0  # the last decision version carried out here
+        self._pending: dict[int, Decision] = {}  # decisions of this process waiting for earlier ones of others
+        self._follower: asyncio.Task[None] | None = None
         self.agents: dict[str, AgentLink] = {}
         self.calls: dict[str, QueuedCall] = {}
         self.finals: dict[str, CallFinal] = {}
@@ -125,23 +177,33 @@ class QueueRuntime:
             return
         self._wake = asyncio.Event()
         self._writes = asyncio.Queue()
+        if self.shared:
+            with self._lock:
+                self._applied = max(self._applied, self.queue_store.version())
+            self._follower = asyncio.create_task(self._follow_loop(self._applied), name="acd-follower")
         self._ticker = asyncio.create_task(self._tick_loop(), name="acd-ticker")
         self._broadcaster = asyncio.create_task(self._broadcast_loop(), name="acd-broadcast")
         self._writer = asyncio.create_task(self._write_loop(), name="acd-writer")
 
     async def stop(self) -> None:
+        """Alone, close the queue: every live call gets its final state (closed). With a shared store the queue
+        goes on in the other processes: this one's consoles disconnect (their calls go back to the queue) and its
+        callers leave it (their lines end with this process)."""
         if self._ticker is None:
             return
-        with self._lock:
-            actions = self.acd.close(self.clock())
-        self._dispatch(actions)
+        if self.shared:
+            for name in list(self.agents):
+                self.disconnect_agent(name)
+            for call_id in list(self.calls):
+                self.leave(call_id, reason="server_shutdown")
+        else:
+            self._apply(self.queue_store.decide("close", now=self.queue_clock()))
         await self.drain()
-        for task in (self._ticker, self._broadcaster, self._writer, *self._tasks):
-            if task is not None:
-                task.cancel()
-        await asyncio.gather(*[t for t in (self._ticker, self._broadcaster, self._writer, *self._tasks) if t],
-                             return_exceptions=True)
-        self._ticker = None
+        tasks = [t for t in (self._ticker, self._broadcaster, self._writer, self._follower, *self._tasks) if t]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._ticker = self._follower = None
 
     async def drain(self, timeout: float = 5.0) -> None:
         """Wait until the store writes queued so far are done (tests, shutdown)."""
@@ -151,16 +213,57 @@ class QueueRuntime:
         while (self._writes.qsize() or getattr(self, "_writing", False)) and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
 
-    def _run(self, fn: Callable[..., list[Any]], *args: Any) -> list[Any]:
-        """Call the ACD under the lock with this runtime's clock, then carry out what it decided."""
+    def _run(self, event: str, *args: Any, info: Party | None = None, **kwargs: Any) -> list[Any]:
+        """One decision of the queue (an Acd method name and its arguments), then carry out what it decided."""
         self.start_if_needed()
+        decision = self.queue_store.decide(event, *args, now=self.queue_clock(), info=info, **kwargs)
+        self._apply(decision)
+        return list(decision.actions)
+
+    def _apply(self, decision: Decision, *, from_log: bool = False) -> None:
+        """Carry out decisions in version order, each once. A decision of this process may arrive before an earlier
+        one of another process has been read from the log: it waits for it (the log delivers it next)."""
+        if not decision.actions:
+            return
         with self._lock:
-            actions = fn(*args, self.clock())
-        self._dispatch(actions)
+            if decision.version <= self._applied:
+                return  # already carried out (our own decision, read back from the log)
+            if decision.version > self._applied + 1:
+                if self._follower is not None and not from_log:
+                    self._pending[decision.version] = decision
+                    return
+                # The log itself skipped (trimmed while this process stalled), or nobody follows it: go on.
+            self._carry(decision)
+            while self._applied + 1 in self._pending:
+                self._carry(self._pending.pop(self._applied + 1))
         if self._wake is not None:
             self._wake.set()  # the schedule may have changed
         self._dirty = True
-        return actions
+
+    def _carry(self, decision: Decision) -> None:
+        self._applied = decision.version
+        self._dispatch(list(decision.actions), decision.parties)
+
+    async def _follow_loop(self, after: int) -> None:
+        """Decisions of every process, from the shared store's log (see the module doc)."""
+        while True:
+            try:
+                async for decision in self.queue_store.follow(after):  # type: ignore[attr-defined]
+                    after = decision.version
+                    self._apply(decision, from_log=True)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("following the queue's log failed; starting again")
+                await asyncio.sleep(1.0)
+
+    def is_local_call(self, call_id: str) -> bool:
+        """Whether this process holds the caller's line (its QueuedCall)."""
+        return call_id in self.calls
+
+    def is_local_agent(self, name: str) -> bool:
+        """Whether this process holds the agent's console."""
+        return name in self.agents
 
     def start_if_needed(self) -> None:
         if self._ticker is None:
@@ -174,9 +277,16 @@ class QueueRuntime:
         assert self._wake is not None
         while True:
             self._wake.clear()  # before reading the schedule: an event after this read wakes the wait below
-            with self._lock:
-                deadline = self.acd.next_deadline()
-            timeout = None if deadline is None else max(0.0, deadline - self.clock())
+            try:
+                deadline = self.queue_store.next_deadline()
+            except Exception:
+                log.exception("could not read the queue's next deadline")
+                deadline = None
+            timeout = None if deadline is None else max(0.0, deadline - self.queue_clock())
+            if self.shared:
+                # Other processes' decisions wake this loop through the log; this bound also covers a log that
+                # stalls, so a deadline never waits more than SHARED_POLL_S for some process to claim it.
+                timeout = SHARED_POLL_S if timeout is None else min(timeout, SHARED_POLL_S)
             try:
                 if timeout is None:
                     await self._wake.wait()
@@ -193,24 +303,30 @@ class QueueRuntime:
                 await asyncio.sleep(0.1)
 
     def tick(self) -> list[Any]:
-        """Move the queue's time on to now and carry out what fell due (the ticker calls this; tests too)."""
-        with self._lock:
-            actions = self.acd.tick(self.clock())
-        self._dispatch(actions)
-        self._dirty = self._dirty or bool(actions)
-        return actions
+        """Claim and carry out what fell due by now (the ticker calls this; tests too)."""
+        decision = self.queue_store.tick(self.queue_clock())
+        if decision is None:
+            return []
+        self._apply(decision)
+        return list(decision.actions)
 
     async def _broadcast_loop(self) -> None:
         last_push = 0.0
         while True:
             await asyncio.sleep(0.25)
             now = self.clock()
+            if self.shared:
+                self._dirty = True  # other processes change the queue too; the snapshot is read from the store
             # Snapshots go out when something changed, and every 2 s anyway (waiting times grow).
             if not self._dirty and now - last_push < 2.0:
                 continue
             self._dirty = False
             last_push = now
-            view = self.queue_view(masked=True)
+            try:
+                view = self.queue_view(masked=True)
+            except Exception:
+                log.exception("could not read the queue")
+                continue
             if self.metrics is not None:
                 counts = {"en": 0, "zh": 0}
                 for q in view["queue"]:
@@ -260,14 +376,12 @@ class QueueRuntime:
                 live.state, live.queued_at = "queued", self.live.clock()
                 live.on_inbound.append(lambda m, cid=call_id: self._caller_key(cid, m))
                 live.on_transcript.append(lambda e, cid=call_id: self._caller_said(cid, e))
-            self._run(self.acd.enqueue, call_id, acd_language)
+            self._run("enqueue", call_id, acd_language, info=Party(process=self.process_id, language=language, topic=topic))
         return QueueTicket(call_id=call_id, language=language, topic=topic, enqueued_at=now or 0.0,
                            position=self.position(call_id) or 0)
 
     def position(self, call_id: str) -> int | None:
-        with self._lock:
-            snap = self.acd.snapshot(max(self.clock(), self.acd.state.last_now or 0.0))
-        for view in snap.queue:
+        for view in self.queue_store.view(self.queue_clock()).snapshot.queue:
             if view.call_id == call_id:
                 return view.position
         return None
@@ -277,20 +391,29 @@ class QueueRuntime:
         if call_id not in self.calls:
             return False
         try:
-            self._run(self.acd.hangup, call_id)
+            self._run("hangup", call_id)
         except AcdError:
             return False
         return True
 
     def waiting(self) -> list[QueueTicket]:
-        with self._lock:
-            snap = self.acd.snapshot(max(self.clock(), self.acd.state.last_now or 0.0))
+        view = self.queue_store.view(self.queue_clock())
         out = []
-        for view in snap.queue:
-            call = self.calls.get(view.call_id)
-            out.append(QueueTicket(call_id=view.call_id, language=call.language if call else view.language,
-                                   topic=call.topic if call else "", enqueued_at=view.enqueued_at, position=view.position))
+        for v in view.snapshot.queue:
+            language, topic = self._call_info(v.call_id, view.parties, v.language)
+            out.append(QueueTicket(call_id=v.call_id, language=language, topic=topic or "", enqueued_at=v.enqueued_at,
+                                   position=v.position))
         return out
+
+    def _call_info(self, call_id: str, parties: Any, acd_language: str) -> tuple[str, str | None]:
+        """The caller's language (en | zh | other:xx) and topic, from the local call or the store's party record."""
+        call = self.calls.get(call_id)
+        if call is not None:
+            return call.language, call.topic
+        party = parties.get("call:" + call_id) if parties else None
+        if party is not None:
+            return party.language or acd_language, party.topic
+        return acd_language, None
 
     # ------------------------------------------------------------------ agents (the console websocket calls these)
 
@@ -302,7 +425,7 @@ class QueueRuntime:
             old.sub.put({"event": "session.replaced"})
         link = AgentLink(name=name, languages=languages, sub=sub)
         self.agents[name] = link
-        self._run(lambda n, langs, now: self.acd.agent_login(n, langs, now, available=False), name, languages)
+        self._run("agent_login", name, languages, available=False)
         return link
 
     def disconnect_agent(self, name: str) -> None:
@@ -310,32 +433,32 @@ class QueueRuntime:
         if link is None:
             return
         try:
-            self._run(self.acd.agent_disconnect, name)
+            self._run("agent_disconnect", name)
         except AcdError:
             pass
         self._unbridge(link)
 
     def set_availability(self, name: str, state: str) -> None:
         if state == "available":
-            self._run(self.acd.set_available, name)
+            self._run("set_available", name)
         elif state == "away":
-            self._run(self.acd.set_away, name)
+            self._run("set_away", name)
         else:
             raise AcdError("availability is 'available' or 'away'")
 
     def accept(self, name: str, call_id: str) -> None:
-        self._run(self.acd.accept, name, call_id)
+        self._run("accept", name, call_id)
 
     def decline(self, name: str, call_id: str) -> None:
-        self._run(self.acd.decline, name, call_id)
+        self._run("decline", name, call_id)
 
     def end_call(self, name: str, call_id: str) -> None:
         self._owns(name, call_id)
-        self._run(self.acd.end_call, name, call_id)
+        self._run("end_call", name, call_id)
 
     def hand_back(self, name: str, call_id: str) -> None:
         self._owns(name, call_id)
-        self._run(self.acd.hand_back_to_bot, name, call_id)
+        self._run("hand_back_to_bot", name, call_id)
 
     def finish_wrap_up(self, name: str, *, disposition: str, note: str = "") -> str | None:
         """Store the disposition and note of the agent's last call; the agent becomes available again."""
@@ -347,14 +470,12 @@ class QueueRuntime:
             raise AcdError("no call to wrap up")
         note = (note or "")[:2000]
         self._write(lambda: self._store_wrap_up(call_id, name, disposition, note))
-        with self._lock:
-            state = self.acd.state.agents[name].state if name in self.acd.state.agents else None
-        if state is AgentState.WRAP_UP:
-            self._run(self.acd.finish_wrap_up, name)
+        if self.agent_state(name) == AgentState.WRAP_UP.value:
+            self._run("finish_wrap_up", name)
         return call_id
 
     def complete_callback(self, name: str, task_id: str) -> None:
-        self._run(self.acd.complete_callback_task, task_id, name)
+        self._run("complete_callback_task", task_id, name)
 
     def _owns(self, name: str, call_id: str) -> None:
         link = self.agents.get(name)
@@ -468,7 +589,7 @@ class QueueRuntime:
 
     def _request_callback(self, call_id: str) -> None:
         try:
-            self._run(self.acd.request_callback, call_id)
+            self._run("request_callback", call_id)
         except AcdError:
             pass
 
@@ -484,22 +605,25 @@ class QueueRuntime:
 
     # ------------------------------------------------------------------ carrying out the ACD's actions
 
-    def _dispatch(self, actions: list[Any]) -> None:
+    def _dispatch(self, actions: list[Any], parties: Any = None) -> None:
+        """Carry out the actions for the parties this process holds (the others are carried out where they are)."""
         for action in actions:
             try:
-                self._carry_out(action)
+                self._carry_out(action, parties or {})
             except Exception:
                 log.exception("queue action failed", extra={"action": type(action).__name__})
 
-    def _carry_out(self, a: Any) -> None:
+    def _carry_out(self, a: Any, parties: Any) -> None:
         if isinstance(a, Offer):
-            link, call, live = self.agents.get(a.agent_id), self.calls.get(a.call_id), self.live.get(a.call_id)
+            link, live = self.agents.get(a.agent_id), self.live.get(a.call_id)
             if live is not None:
                 live.state = "offered"
             if link is not None:
+                language, topic = self._call_info(a.call_id, parties, a.language)
                 link.offered = a.call_id
-                link.sub.put({"event": "offer", "call_id": a.call_id, "language": call.language if call else a.language,
-                              "topic": call.topic if call else None, "wait_s": round(a.wait_s, 1),
+                link.offered_info = {"language": language, "topic": topic}
+                link.sub.put({"event": "offer", "call_id": a.call_id, "language": language,
+                              "topic": topic, "wait_s": round(a.wait_s, 1),
                               "expires_in_s": round(a.expires_at - a.at, 1), "language_match": a.language_match,
                               # Before accepting the agent is not yet "on the call": caller data stays masked.
                               "transcript": self.transcript_of(a.call_id, masked=True)})
@@ -517,6 +641,8 @@ class QueueRuntime:
             link = self.agents.get(a.agent_id)
             if link is not None:
                 self._unbridge(link)
+            if (link is None) != (a.call_id not in self.calls):
+                self.remote.ended(a.call_id, a.agent_id)
             live = self.live.get(a.call_id)
             if live is not None:
                 live.state, live.agent = "queued", None
@@ -544,12 +670,14 @@ class QueueRuntime:
             self._say(a.call_id, "callback_offer", a.language)
         elif isinstance(a, CallbackTaskCreated):
             t = a.task
-            self._write(lambda: self._store_callback(t.task_id, t.call_id, t.language, t.wait_s))
+            if t.call_id in self.calls:  # stored once, by the process that holds the call (and its stored row)
+                self._write(lambda: self._store_callback(t.task_id, t.call_id, t.language, t.wait_s))
             for link in self.agents.values():
                 link.sub.put({"event": "callback.task", "task_id": t.task_id, "call_id": t.call_id,
                               "language": t.language, "wait_s": round(t.wait_s, 1)})
         elif isinstance(a, CallbackTaskCompleted):
-            self._write(lambda: self._store_callback_done(a.task_id, a.agent_id))
+            if a.agent_id in self.agents:  # stored once, by the process of the agent who did it
+                self._write(lambda: self._store_callback_done(a.task_id, a.agent_id))
         elif isinstance(a, CallFinal):
             self._final(a)
 
@@ -557,28 +685,35 @@ class QueueRuntime:
         link = self.agents.get(a.agent_id)
         live = self.live.get(a.call_id)
         call = self.calls.get(a.call_id)
-        if link is None:
-            return
-        link.offered = None
-        link.call_id = link.last_call_id = a.call_id
         if call is not None:
             call.agent = a.agent_id
-        if live is None:
+        if live is not None:  # the caller's side
+            live.state, live.agent = "with_agent", a.agent_id
+            # Hold prompts still queued or playing stop at once: the agent speaks now.
+            live.port.stop_speech(self.clock())
+        if link is not None:  # the agent's side
+            link.offered = None
+            link.call_id = link.last_call_id = a.call_id
+        if (link is None) != (call is None):
+            self.remote.connected(a, caller_here=call is not None, agent_here=link is not None)
+        if live is not None and link is not None:
+            live.watchers.add(link.sub)
+            live.on_caller_audio.append(link.sub.put)
+        if live is not None:
+            live.port.event("agent_connected", {"agent": a.agent_id, "wait_s": round(a.wait_s, 2)})
+        if link is None:
             return
-        live.state, live.agent = "with_agent", a.agent_id
-        # Hold prompts still queued or playing stop at once: the agent speaks now.
-        live.port.stop_speech(self.clock())
-        live.watchers.add(link.sub)
-        live.on_caller_audio.append(link.sub.put)
-        live.port.event("agent_connected", {"agent": a.agent_id, "wait_s": round(a.wait_s, 2)})
-        if self.settings.agent_transcription:
+        if live is not None:
+            language, topic = live.language or (call.acd_language if call else None), call.topic if call else live.topic
+        else:
+            language, topic = link.offered_info.get("language"), link.offered_info.get("topic")
+        if live is not None and self.settings.agent_transcription:
             try:
-                link.transcriber = live.port.components.make_transcriber(live.language or (call.acd_language if call else None))
+                link.transcriber = live.port.components.make_transcriber(language)
             except Exception:
                 log.exception("no transcriber for the agent's microphone")
-        link.sub.put({"event": "call.connected", "call_id": a.call_id, "language": live.language or (call.acd_language if call else None),
-                      "topic": call.topic if call else live.topic, "wait_s": round(a.wait_s, 1),
-                      "transcript": self.transcript_of(a.call_id, masked=False)})
+        link.sub.put({"event": "call.connected", "call_id": a.call_id, "language": language, "topic": topic,
+                      "wait_s": round(a.wait_s, 1), "transcript": self.transcript_of(a.call_id, masked=False)})
 
     def _unbridge(self, link: AgentLink) -> None:
         call_id = link.call_id
@@ -600,10 +735,12 @@ class QueueRuntime:
             link.last_call_id = a.call_id
             link.sub.put({"event": "call.ended", "call_id": a.call_id, "outcome": a.state.value,
                           "wrap_up": True})
+        if a.agent_id is not None and (link is None) != (call is None):
+            self.remote.ended(a.call_id, a.agent_id)
+        if call is None:
+            return  # the caller's line is held by another process: that one stores the outcome and ends the line
+        self._write(lambda: self._store_outcome(a, call.language, call.topic))
         live = self.live.get(a.call_id)
-        topic = call.topic if call else None
-        language = call.language if call else a.language
-        self._write(lambda: self._store_outcome(a, language, topic))
         if live is None:
             return
         live.port.event("queue_final", {"outcome": a.state.value, "wait_s": round(a.wait_s, 2),
@@ -636,15 +773,14 @@ class QueueRuntime:
         return out
 
     def queue_view(self, *, masked: bool = True) -> dict[str, Any]:
-        with self._lock:
-            now = max(self.clock(), self.acd.state.last_now or 0.0)
-            snap = self.acd.snapshot(now)
+        view = self.queue_store.view(self.queue_clock())
+        snap, now = view.snapshot, view.snapshot.at
         queue = []
         for v in snap.queue:
-            call = self.calls.get(v.call_id)
-            queue.append({"call_id": v.call_id, "language": call.language if call else v.language,
-                          "topic": call.topic if call else None, "position": v.position, "wait_s": round(v.wait_s, 1),
-                          "offered_to": v.offered_to, "requeued": v.requeued, "callback_offered": v.callback_offered})
+            language, topic = self._call_info(v.call_id, view.parties, v.language)
+            queue.append({"call_id": v.call_id, "language": language, "topic": topic, "position": v.position,
+                          "wait_s": round(v.wait_s, 1), "offered_to": v.offered_to, "requeued": v.requeued,
+                          "callback_offered": v.callback_offered})
         return {
             "queue": queue,
             "active": [{"call_id": c.call_id, "language": c.language, "agent": c.agent_id, "wait_s": round(c.wait_s, 1),
@@ -657,9 +793,10 @@ class QueueRuntime:
         }
 
     def agent_state(self, name: str) -> str:
-        with self._lock:
-            agent = self.acd.state.agents.get(name)
-        return agent.state.value if agent else "offline"
+        for agent in self.queue_store.view(self.queue_clock()).snapshot.agents:
+            if agent.agent_id == name:
+                return agent.state.value
+        return "offline"
 
     # ------------------------------------------------------------------ store writes (one writer, in order)
 

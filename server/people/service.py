@@ -1,26 +1,28 @@
-"""`install_people(app, settings)`: accounts, the agent queue runtime, live call taps and the two consoles, added to
-the call service's app. Everything hangs off `app.state.people` (no module-level state: tests build several apps).
+"""`install_people(app, settings, queue_store=...)`: accounts, the agent queue runtime, live call taps and the two
+consoles, added to the call service's app. Everything hangs off `app.state.people` (no module-level state: tests
+build several apps).
 
-The one hook in server/app.py is `install_people(app, settings)` after the app is built. The rest binds itself
-through a small ASGI middleware (`_Binder`), so the call service's code does not change:
-- lifespan: after the app's start-up (store open, migrations run) `startup()` runs — and a failure (development
-  accounts outside dev mode) is reported as `lifespan.startup.failed`, so the server refuses to start; at shutdown
-  the queue closes (every waiting call gets its final state) before the app closes the store.
-- the first call connection after the models are ready swaps the CallContext's agent queue (the in-process
-  WaitingList) for this QueueRuntime, and its `sessions` dict for one that taps every new CallSession
-  (`LiveRegistry.attach`) the moment it registers, before it reads its first message.
+create_app (server/app.py) builds the queue store (server/people/queue_store.py), calls install_people, hands
+`people.queue` (the QueueRuntime) and `people.observed_sessions()` to the CallContext it builds, and runs
+`people.startup()` / `people.shutdown()` in its lifespan: after the store is open (a failure, e.g. development
+accounts outside dev mode or an unreachable Redis, stops the start-up), and at shutdown before the store closes
+(the queue gives every call it holds its final state first).
 """
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
 
+from routing.queue import QueueStore
 from server.people.auth import AuthService
 from server.people.live import LiveRegistry
 from server.people.queue_runtime import QueueRuntime
+from server.people.queue_store import make_queue_store, new_process_id
 from server.settings import PeopleSettings
 from server.store.recordings import DatabaseRecordings, FolderRecordings, RecordingStore
 
@@ -68,28 +70,44 @@ class DevAccountsPresent(RuntimeError):
 
 
 class PeopleService:
-    def __init__(self, *, app: FastAPI, settings: PeopleSettings, project_root: Path, db_url: str = "",
-                 shared: bool = False) -> None:
+    def __init__(self, *, app: FastAPI, settings: PeopleSettings, project_root: Path, queue_store: QueueStore,
+                 db_url: str = "", redis: bool = False) -> None:
         self.settings = settings
         self.store = _AppStore(app)
         self.recordings_dir = recordings_folder(settings, project_root=project_root, db_url=db_url)
-        self.recordings = recordings_store(settings, store=self.store, folder=self.recordings_dir, shared=shared)
+        # With Redis (several processes) recordings go to the database by default: every process plays every call.
+        self.recordings = recordings_store(settings, store=self.store, folder=self.recordings_dir, shared=redis)
         self.live = LiveRegistry(recordings=self.recordings)
-        self.queue = QueueRuntime(settings=settings, live=self.live, store=self.store, clock=self.live.clock,
+        self.queue_store = queue_store
+        # A shared queue needs a time every process reads alike: the wall clock (routing/queue/store.py).
+        shared = hasattr(queue_store, "follow")
+        self.queue = QueueRuntime(settings=settings, live=self.live, store=self.store, queue_store=queue_store,
+                                  clock=self.live.clock, queue_clock=time.time if shared else self.live.clock,
                                   metrics=getattr(app.state, "metrics", None))
         self.auth = AuthService(store=self.store, token_ttl_s=settings.token_ttl_s, dev_mode=settings.dev_mode)
 
+    def observed_sessions(self) -> "ObservedSessions":
+        """The CallContext's `sessions`: every call is tapped (LiveRegistry.attach) the moment it registers."""
+        return ObservedSessions({}, self.live)
+
     async def startup(self) -> None:
-        """Refuse to start with development accounts (any password, e.g. a demo one) unless dev mode is on."""
+        """Refuse to start with development accounts (any password, e.g. a demo one) unless dev mode is on, or
+        with a shared queue store that cannot be reached."""
         count = await self.auth.dev_accounts()
         if count and not self.settings.dev_mode:
             raise DevAccountsPresent(
                 f"{count} development account(s) (made with `hotline users add --dev`) exist: disable them or start "
                 "with HOTLINE_PEOPLE__DEV_MODE=true on a development machine")
+        check = getattr(self.queue_store, "check", None)
+        if check is not None:
+            await asyncio.to_thread(check)
         self.queue.start()
 
     async def shutdown(self) -> None:
-        await self.queue.stop()
+        try:
+            await self.queue.stop()
+        finally:
+            await asyncio.to_thread(self.queue_store.close)
 
 
 class ObservedSessions(dict):  # type: ignore[type-arg]
@@ -107,70 +125,27 @@ class ObservedSessions(dict):  # type: ignore[type-arg]
             log.exception("could not tap a call")
 
 
-class _Binder:
-    """ASGI middleware: binds the people service to the app's lifespan and call context (see the module doc)."""
-
-    def __init__(self, app: Any, service: "PeopleService", fastapi_app: FastAPI) -> None:
-        self.app = app
-        self.service = service
-        self.fastapi_app = fastapi_app
-
-    def _bind_context(self) -> None:
-        ctx = getattr(self.fastapi_app.state, "context", None)
-        if ctx is None:
-            return
-        if ctx.queue is not self.service.queue:
-            ctx.queue = self.service.queue
-        if not isinstance(ctx.sessions, ObservedSessions):
-            ctx.sessions = ObservedSessions(ctx.sessions, self.service.live)
-            for session in list(ctx.sessions.values()):
-                self.service.live.attach(session)
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "lifespan":
-            self._bind_context()
-            await self.app(scope, receive, send)
-            return
-
-        async def lifespan_receive() -> Any:
-            message = await receive()
-            if message["type"] == "lifespan.shutdown":
-                try:
-                    await self.service.shutdown()
-                except Exception:
-                    log.exception("the agent queue did not shut down cleanly")
-            return message
-
-        async def lifespan_send(message: Any) -> None:
-            if message["type"] == "lifespan.startup.complete":
-                try:
-                    await self.service.startup()
-                except Exception as exc:
-                    log.error("refusing to start", extra={"error": str(exc)})
-                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
-                    return
-            await send(message)
-
-        await self.app(scope, lifespan_receive, lifespan_send)
-
-
 def people_settings(settings: Any) -> PeopleSettings:
     value = getattr(settings, "people", None)
     return value if isinstance(value, PeopleSettings) else PeopleSettings()
 
 
-def install_people(app: FastAPI, settings: Any, *, people: PeopleSettings | None = None) -> PeopleService:
+def install_people(app: FastAPI, settings: Any, *, people: PeopleSettings | None = None,
+                   queue_store: QueueStore | None = None) -> PeopleService:
+    """`queue_store`: the one create_app built from the settings; default: the one the settings choose."""
     from server.people.api import router as api_router
     from server.people.consoles import router as ws_router
     from server.people.pages import router as pages_router
     from server.settings import project_root
 
-    service = PeopleService(app=app, settings=people or people_settings(settings), project_root=project_root(),
-                            db_url=getattr(settings, "db_url", ""), shared=bool(getattr(settings, "redis_url", None)))
+    people = people or people_settings(settings)
+    if queue_store is None:
+        queue_store = make_queue_store(settings, process_id=new_process_id(), acd=people.acd)
+    service = PeopleService(app=app, settings=people, project_root=project_root(), queue_store=queue_store,
+                            db_url=getattr(settings, "db_url", ""), redis=bool(getattr(settings, "redis_url", None)))
     app.state.people = service
     app.state.auth = service.auth
     app.include_router(api_router)
     app.include_router(ws_router)
     app.include_router(pages_router)
-    app.add_middleware(_Binder, service=service, fastapi_app=app)
     return service

@@ -1,4 +1,5 @@
-"""The tables. Every stored turn has a language (STYLE habit 10); every call ends in exactly one final state."""
+"""The tables. Every stored turn has a language (with its probability and source); every call ends in exactly one
+final state."""
 from __future__ import annotations
 
 import datetime as dt

@@ -19,7 +19,7 @@ Events to the client
     {"event": "transcript.final", "text": "...", "language": "en"|"zh"|"other"|"unknown", "language_code": "ja",
      "language_probability": 0.97, "language_source": "audio"|"text"|"audio+text"|..., "mixed": false,
      "start": 1.32, "end": 3.10}                                   (start/end: seconds since the call's audio began)
-    {"event": "answer", "route": "answer"|"clarify"|"agent", "topic": "<TOPICS.md id>", "text": "...",
+    {"event": "answer", "route": "answer"|"clarify"|"agent", "topic": "<topic id, routing/topics.py>", "text": "...",
      "language": "en"|"zh", "entry_id": "..."|null, "score": 0.83}
     {"event": "audio.start", "turn": 3, "text": "...", "language": "en"|"zh"}   binary frames of turn 3 follow
     {"event": "audio.end", "turn": 3, "interrupted": false}

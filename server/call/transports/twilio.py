@@ -18,7 +18,8 @@ To Twilio:
 Twilio has no error message: bad JSON and unknown events are logged and counted, the stream goes on. A binary
 frame or a media format other than audio/x-mulaw 8000 Hz mono closes the stream with 1003.
 
-μ-law and base64 live here and nowhere else (STYLE habit 2): the session sees 16 kHz PCM16 only.
+μ-law and base64 live here and nowhere else (telephony formats stop at the edge): the session sees 16 kHz PCM16
+only.
 """
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ branch_labels = None
 depends_on = None
 
 # The audit log refuses UPDATE and DELETE in the database itself, so not even a bug or a hand-typed query in the
-# service's own account can rewrite history (issue 5: "an append-only audit log").
+# service's own account can rewrite history: the audit log is append-only.
 SQLITE_TRIGGERS = (
     "CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log "
     "BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END",

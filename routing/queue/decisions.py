@@ -1,7 +1,8 @@
-"""The automatic call distributor (ACD): pure decision code for the agent queue (issue 5).
+"""The automatic call distributor (ACD): pure decision code for the agent queue.
 
-No I/O, no asyncio, no clock: every method takes `now` (seconds, any monotonic origin) and returns the actions it
-caused, as typed frozen dataclasses (routing/acd_types.py); the server carries them out (ring a console, play a prompt,
+No I/O, no asyncio, no clock: every method takes `now` (seconds; any origin that never goes backwards: the
+shared store uses the wall clock, see routing/queue/store.py) and returns the actions it
+caused, as typed frozen dataclasses (routing/queue/types.py); the server carries them out (ring a console, play a prompt,
 bridge audio, store a final state). `tick(now)` moves time on; `next_deadline()` says when the next tick matters.
 
 Rules (each has a unit test in tests/test_routing_acd.py; the simulation in tests/test_routing_acd_sim.py checks
@@ -18,11 +19,11 @@ them on thousands of random events):
   the call back at the FRONT of the queue, keeping its original arrival time; it is never dropped.
 - Announcements: a waiting call (not ringing an agent) hears its position among calls of its language and an
   estimated wait at enqueue and every announce_interval_s; after max_wait_s of waiting it is offered a call-back once.
-- Every call ends in exactly one CallOutcome (see acd_types.CallOutcome), immutable once set; hang-ups that race
+- Every call ends in exactly one CallOutcome (see types.CallOutcome), immutable once set; hang-ups that race
   with a final state are no-ops. "Waiting" time counts only time in the queue, not time talking to an agent.
 
-Errors (acd_types.AcdError and subclasses) are raised BEFORE any change, so a refused call leaves the state as it was.
-State lives in routing/acd_state.AcdState (plain dataclasses): see its docstring for the Redis seam.
+Errors (types.AcdError and subclasses) are raised BEFORE any change, so a refused call leaves the state as it was.
+State lives in routing/queue/state.AcdState (plain dataclasses): see its docstring for the Redis seam.
 """
 from __future__ import annotations
 
@@ -31,8 +32,8 @@ from collections.abc import Iterable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .acd_state import ALLOWED_TRANSITIONS, AcdState, AgentRecord, CallRecord, build_snapshot, queue_order
-from .acd_types import (
+from .state import ALLOWED_TRANSITIONS, AcdState, AgentRecord, CallRecord, build_snapshot, queue_order
+from .types import (
     LANGUAGES,
     AcdClosed,
     AcdError,
@@ -76,7 +77,7 @@ class AcdSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     offer_timeout_s: float = Field(default=20.0, gt=0, le=600)
-    max_missed_offers: int = Field(default=2, ge=1, le=100)  # issue 5: "an agent who misses twice is set away"
+    max_missed_offers: int = Field(default=2, ge=1, le=100)  # an agent who misses two offers in a row is set away
     any_agent_after_s: float = Field(default=60.0, ge=0)  # then a call may go to an agent without its language
     announce_interval_s: float = Field(default=30.0, gt=0)
     max_wait_s: float = Field(default=300.0, gt=0)  # then the caller is offered a call-back

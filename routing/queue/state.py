@@ -1,16 +1,16 @@
 """The queue's mutable state, kept as plain dataclasses of plain values.
 
-Redis seam: everything the ACD knows lives in one `AcdState` (agents, live calls, the memory of final states, recent
-handle times, call-back tasks, the last `now`). Nothing is hidden in the `Acd` object itself, so a later
-`RedisAcdStore` can load an AcdState, let `Acd(settings=..., state=...)` decide, and save it back (under a lock, since
-decisions read and write many records). Not built yet: one process owns the queue today.
+The store seam: everything the ACD knows lives in one `AcdState` (agents, live calls, the memory of final states,
+recent handle times, call-back tasks, the last `now`). Nothing is hidden in the `Acd` object itself, so a store
+(routing/queue/store.py) loads an AcdState, lets `Acd(settings=..., state=...)` decide, and saves it back atomically;
+routing/queue/codec.py turns it into JSON for a shared store (server/people/queue_redis.py).
 """
 from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from .acd_types import AcdSnapshot, ActiveCallView, AgentState, AgentView, CallbackTask, CallFinal, QueuedCallView
+from .types import AcdSnapshot, ActiveCallView, AgentState, AgentView, CallbackTask, CallFinal, QueuedCallView
 
 _S = AgentState
 

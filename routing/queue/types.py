@@ -1,7 +1,7 @@
 """Messages of the agent queue (ACD): states, errors, actions and console views.
 
-Everything here is a value: enums, exceptions and frozen dataclasses. The decision code lives in routing/acd.py;
-the mutable records it keeps live in routing/acd_state.py.
+Everything here is a value: enums, exceptions and frozen dataclasses. The decision code lives in routing/queue/decisions.py;
+the mutable records it keeps live in routing/queue/state.py.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ LANGUAGES: frozenset[str] = frozenset({"en", "zh"})
 
 
 class AgentState(str, Enum):
-    """Where an agent is. The legal moves between states are in routing/acd_state.py (ALLOWED_TRANSITIONS)."""
+    """Where an agent is. The legal moves between states are in routing/queue/state.py (ALLOWED_TRANSITIONS)."""
 
     OFFLINE = "offline"  # not signed in (or console gone)
     AVAILABLE = "available"  # signed in and ready: may receive an offer
