@@ -4,7 +4,9 @@ configuration, one of them killed with SIGKILL:
   available there again;
 - the call the dead process held is recorded `dropped` by the survivor within 10 s, and the turns it had
   finished are in the store;
-- a supervisor on one process sees and hears a call held by the other.
+- a supervisor on one process sees and hears a call held by the other;
+and (model tier) a Mandarin caller on A served by the Mandarin agent on B, then A killed during that call and while
+a second caller of A waits.
 """
 from __future__ import annotations
 
@@ -133,5 +135,123 @@ async def test_kill_9_behind_nginx(pg_url, tmp_path):
         if nginx is not None:
             nginx.stop()
         for p in procs:
+            p.stop()
+        delete_prefix(REDIS_URL, prefix)
+
+
+def _mandarin_request() -> bytes:
+    """"你好，我要转人工。" spoken by the project's synthesizer (Kokoro, from its disk cache after the first run),
+    16 kHz PCM16: the caller's question."""
+    import numpy as np
+
+    from voice.audio import resample
+    from voice.settings import VoiceSettings
+    from voice.tts import build_synthesizer
+
+    synth = build_synthesizer(VoiceSettings())
+    pcm = b""
+    for c in synth.synthesize("你好，我要转人工。", "zh"):
+        if getattr(c, "sample_rate", 16000) != 16000:
+            x = resample(np.frombuffer(c.pcm16, "<i2").astype(np.float32) / 32768, c.sample_rate, 16000)
+            pcm += (np.clip(x, -1, 1) * 32767).astype("<i2").tobytes()
+        else:
+            pcm += c.pcm16
+    return pcm
+
+
+async def _asks_for_a_person(base: str, speech: bytes) -> tuple[NativeCaller, str]:
+    caller = await NativeCaller.connect(base.replace("http://", "ws://") + "/ws/call")
+    await caller.send_json({"event": "call.start", "language": "zh"})
+    call_id = (await caller.wait_event("call.started", timeout=60))["call_id"]
+    await caller.wait_event("audio.end", count=2, timeout=120)
+    await asyncio.sleep(0.5)
+    silence = b"\x00\x00" * 3200
+    await caller.stream(silence + speech + silence * 4, realtime=True)
+    answer = await caller.wait_event("answer", timeout=120)
+    assert answer["route"] == "agent", answer
+    return caller, call_id
+
+
+@pytest.mark.model
+async def test_mandarin_caller_on_a_agent_on_b_then_a_dies(pg_url, tmp_path):
+    """A Mandarin caller on A asks for a person; the Mandarin agent signed in on B (Chromium) gets the offer,
+    accepts, hears the caller and types a reply the caller hears; a supervisor on A sees the call and listens in.
+    Then A is killed while that call is with the agent and a second caller of A waits: both are recorded `dropped`
+    within 10 s, and the agent on B is offered the next waiting call (a caller on B)."""
+    if not CHROMIUM.exists():
+        pytest.fail("Debian's chromium is not installed at /usr/bin/chromium (setup.sh installs it)")
+    from playwright.async_api import async_playwright
+
+    speech = await asyncio.to_thread(_mandarin_request)
+    prefix = unique_prefix()
+    add_users(make_settings(tmp_path, db_url=pg_url), [("mei", "agent", "zh"), ("sam", "supervisor", "")])
+    env = {**LIGHT, "HOTLINE_PEOPLE__ACD__WRAP_UP_S": "1", "HOTLINE_PEOPLE__ACD__OFFER_TIMEOUT_S": "60"}
+    a, b = (ServeProcess(n, db_url=pg_url, prefix=prefix, workdir=tmp_path, env=env) for n in ("a", "b"))
+    try:
+        for p in (a, b):
+            p.start()
+        for p in (a, b):
+            p.wait_ready()
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
+            errors: list[str] = []
+            try:
+                page = await (await browser.new_context()).new_page()
+                page.on("pageerror", lambda exc: errors.append(str(exc)))
+                await page.goto(b.base + "/agent")
+                await page.fill("#login-name", "mei")
+                await page.fill("#login-password", PASSWORD)
+                await page.click("#login-submit")
+                await page.wait_for_selector("#signout")
+                await page.select_option("#availability", "available")
+                await page.wait_for_selector("#state.available", timeout=20000)
+
+                first, first_id = await _asks_for_a_person(a.base, speech)
+                await page.wait_for_selector("#offer:not(.hidden)", timeout=60000)
+                assert await page.get_attribute("#offer-language .lang", "data-language") == "zh"
+                sup = await Console.connect(a.base, "/ws/supervisor", login(a.base, "sam"))
+                await sup.wait(lambda c: any(x["call_id"] == first_id for e in c.named("live") for x in e["calls"]),
+                               timeout=15)
+                await sup.send(type="listen", call_id=first_id)
+                await sup.wait_event("listening", call_id=first_id)
+                await page.click("#accept")
+                await page.wait_for_selector("#call:not(.hidden)", timeout=30000)
+                await page.locator("#call-transcript .msg.caller").first.wait_for(timeout=30000)
+                await first.stream(b"\x00\x01" * 16000, realtime=True)  # one second more of the caller
+                await page.wait_for_function("window.hotlineAgent.framesIn > 10", timeout=30000)
+                await sup.wait(lambda c: len(c.frames) > 10, timeout=15)  # the supervisor on A hears the call
+                reply = "您好，我是人工客服小美。"
+                await page.fill("#reply", reply)
+                await page.click("#speak")
+                said = await first.wait_event("audio.start", text=reply, timeout=60)
+                await first.wait_event("audio.end", turn=said["turn"], timeout=60)
+
+                second, second_id = await _asks_for_a_person(a.base, speech)  # waits: Mei is busy
+                third, third_id = await _asks_for_a_person(b.base, speech)  # waits on B, behind the second
+                killed_at = time.monotonic()
+                a.kill9()
+                store = Store(url=pg_url)
+                try:
+                    for cid in (first_id, second_id):
+                        async def ended(cid=cid):
+                            call = await store.get_call(cid)
+                            return call if call is not None and call.ended_at is not None else None
+
+                        call = await _until(ended, 10 - (time.monotonic() - killed_at), f"call {cid} ended")
+                        assert call.state == "dropped", (call.state, call.reason)
+                    turns = await store.turns(first_id)
+                    assert any(t.speaker == "caller" and "人工" in t.text for t in turns), "finished turns are kept"
+                finally:
+                    await store.close()
+                # The agent on B is offered the next waiting call: the caller on B.
+                await page.wait_for_function(
+                    f"window.hotlineAgent.offer && window.hotlineAgent.offer.call_id === '{third_id}'", timeout=60000)
+                await third.close()
+                await sup.close()
+            finally:
+                await browser.close()
+        assert not errors, errors
+    finally:
+        for p in (a, b):
             p.stop()
         delete_prefix(REDIS_URL, prefix)
