@@ -26,8 +26,7 @@ class ServeProcess:
         self.port = free_port()
         self.log_path = workdir / f"serve-{name}.log"
         self.db_url = db_url
-        environ = {**os.environ, "PYTHONPATH": str(ROOT), "HOTLINE_REDIS_URL": REDIS_URL,
-                   "HOTLINE_REDIS_PREFIX": prefix, "HOTLINE_WARM_ANSWERS": "false", "HOTLINE_LOG_LEVEL": "WARNING",
+        environ = {**os.environ, "PYTHONPATH": str(ROOT), "HOTLINE_REDIS_PREFIX": prefix, "HOTLINE_WARM_ANSWERS": "false", "HOTLINE_LOG_LEVEL": "WARNING",
                    "HOTLINE_PEOPLE__RECORDINGS_DIR": str(workdir / f"recordings-{name}")}
         environ.update(env or {})
         self.env = environ
@@ -40,7 +39,8 @@ class ServeProcess:
     def start(self) -> "ServeProcess":
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "server.cli", "serve", "--port", str(self.port), "--db", self.db_url],
+            [sys.executable, "-m", "server.cli", "serve", "--port", str(self.port), "--db", self.db_url,
+             "--redis", REDIS_URL],
             cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         return self
 
