@@ -43,6 +43,20 @@ def _agent_process(prefix: str, name: str) -> str | None:
         client.close()
 
 
+async def _available_agent(browser, base: str, name: str, errors: list[str]):
+    """An agent console page signed in at `base` and set available."""
+    page = await (await browser.new_context()).new_page()
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    await page.goto(base + "/agent")
+    await page.fill("#login-name", name)
+    await page.fill("#login-password", PASSWORD)
+    await page.click("#login-submit")
+    await page.wait_for_selector("#signout")
+    await page.select_option("#availability", "available")
+    await page.wait_for_selector("#state.available", timeout=20000)
+    return page
+
+
 async def _until(predicate, timeout: float, what: str):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -74,15 +88,7 @@ async def test_kill_9_behind_nginx(pg_url, tmp_path):
             browser = await pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
             errors: list[str] = []
             try:
-                page = await (await browser.new_context()).new_page()
-                page.on("pageerror", lambda exc: errors.append(str(exc)))
-                await page.goto(nginx.base + "/agent")
-                await page.fill("#login-name", "mei")
-                await page.fill("#login-password", PASSWORD)
-                await page.click("#login-submit")
-                await page.wait_for_selector("#signout")
-                await page.select_option("#availability", "available")
-                await page.wait_for_selector("#state.available", timeout=20000)
+                page = await _available_agent(browser, nginx.base, "mei", errors)
                 holder_id = await _until(lambda: asyncio.sleep(0, _agent_process(prefix, "mei")), 10,
                                          "the agent console's heartbeat in Redis")
                 victim = by_id[holder_id]
@@ -196,15 +202,7 @@ async def test_mandarin_caller_on_a_agent_on_b_then_a_dies(pg_url, tmp_path):
             browser = await pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
             errors: list[str] = []
             try:
-                page = await (await browser.new_context()).new_page()
-                page.on("pageerror", lambda exc: errors.append(str(exc)))
-                await page.goto(b.base + "/agent")
-                await page.fill("#login-name", "mei")
-                await page.fill("#login-password", PASSWORD)
-                await page.click("#login-submit")
-                await page.wait_for_selector("#signout")
-                await page.select_option("#availability", "available")
-                await page.wait_for_selector("#state.available", timeout=20000)
+                page = await _available_agent(browser, b.base, "mei", errors)
 
                 first, first_id = await _asks_for_a_person(a.base, speech)
                 await page.wait_for_selector("#offer:not(.hidden)", timeout=60000)
