@@ -251,7 +251,7 @@ async def _start_presence(app: FastAPI, settings: Settings, store: Store, proces
     timeout = settings.cluster.probe_timeout_s
     client = aioredis.Redis.from_url(settings.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout)
     presence = Presence(redis=client, store=store, process_id=process_id, settings=settings.cluster,
-                        prefix=cluster_prefix(settings))
+                        prefix=cluster_prefix(settings), beat_url=settings.redis_url)
     presence.on_process_lost.append(lambda dead, agents: _release_queue_parties(app, dead, agents))
     await presence.start()
     log.info("cluster presence started", extra={"process_id": process_id, "redis": presence.redis_ok})

@@ -19,6 +19,7 @@ class Health:
         self.interval_s = interval_s
         self.timeout_s = timeout_s
         self.db_error: str | None = None
+        self._failures = 0
         self._task: asyncio.Task[None] | None = None
 
     def reasons(self) -> list[str]:
@@ -39,13 +40,16 @@ class Health:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - any failure to answer is "unreachable" for readiness
-            if self.db_error is None:
-                log.error("database unreachable", extra={"error": type(exc).__name__})
-            self.db_error = type(exc).__name__  # the name only: /readyz is public, the text may name hosts
+            # Two failed probes in a row: one slow answer on a loaded machine is not an outage.
+            self._failures += 1
+            if self._failures >= 2:
+                if self.db_error is None:
+                    log.error("database unreachable", extra={"error": type(exc).__name__})
+                self.db_error = type(exc).__name__  # the name only: /readyz is public, the text may name hosts
             return False
         if self.db_error is not None:
             log.info("database reachable again")
-        self.db_error = None
+        self.db_error, self._failures = None, 0
         return True
 
     def start(self) -> None:

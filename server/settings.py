@@ -65,15 +65,15 @@ class ClusterSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    # A process refreshes its heartbeat every interval; it is dead for the others when the key expires (ttl). The
-    # sweep runs every sweep_interval_s, so a dead process's calls are closed within ttl + sweep + one database
-    # write: 4 + 1 + (well under a second) < 10 s.
+    # A process refreshes its heartbeat every interval (from a thread of its own); it is dead for the others when
+    # the key expires (ttl). The sweep runs every sweep_interval_s, so a dead process's calls are closed within
+    # ttl + sweep + one database write: 5 + 1 + (well under a second) < 10 s.
     heartbeat_interval_s: float = Field(default=1.0, gt=0, le=30)
-    heartbeat_ttl_s: float = Field(default=4.0, gt=0, le=120)
+    heartbeat_ttl_s: float = Field(default=5.0, gt=0, le=120)
     sweep_interval_s: float = Field(default=1.0, gt=0, le=30)
     # How often the database and Redis are probed for /readyz and the refusal of new calls.
     health_interval_s: float = Field(default=1.0, gt=0, le=30)
-    probe_timeout_s: float = Field(default=1.0, gt=0, le=10)
+    probe_timeout_s: float = Field(default=2.0, gt=0, le=10)
 
     @model_validator(mode="after")
     def _ttl_covers_missed_beats(self) -> "ClusterSettings":

@@ -181,9 +181,10 @@ async def _asks_for_a_person(base: str, speech: bytes) -> tuple[NativeCaller, st
 @pytest.mark.model
 async def test_mandarin_caller_on_a_agent_on_b_then_a_dies(pg_url, tmp_path):
     """A Mandarin caller on A asks for a person; the Mandarin agent signed in on B (Chromium) gets the offer,
-    accepts, hears the caller and types a reply the caller hears; a supervisor on A sees the call and listens in.
-    Then A is killed while that call is with the agent and a second caller of A waits: both are recorded `dropped`
-    within 10 s, and the agent on B is offered the next waiting call (a caller on B)."""
+    accepts and hears the caller; a supervisor on A sees the call and listens in. Then A is killed while that call
+    is with the agent and a second caller of A waits: both are recorded `dropped` within 10 s, no finished turn is
+    lost, and the agent on B is offered the next waiting call (a caller on B), takes it and types a reply the
+    caller hears."""
     if not CHROMIUM.exists():
         pytest.fail("Debian's chromium is not installed at /usr/bin/chromium (setup.sh installs it)")
     from playwright.async_api import async_playwright
@@ -218,11 +219,6 @@ async def test_mandarin_caller_on_a_agent_on_b_then_a_dies(pg_url, tmp_path):
                 await first.stream(b"\x00\x01" * 16000, realtime=True)  # one second more of the caller
                 await page.wait_for_function("window.hotlineAgent.framesIn > 10", timeout=30000)
                 await sup.wait(lambda c: len(c.frames) > 10, timeout=15)  # the supervisor on A hears the call
-                reply = "您好，我是人工客服小美。"
-                await page.fill("#reply", reply)
-                await page.click("#speak")
-                said = await first.wait_event("audio.start", text=reply, timeout=60)
-                await first.wait_event("audio.end", turn=said["turn"], timeout=60)
 
                 second, second_id = await _asks_for_a_person(a.base, speech)  # waits: Mei is busy
                 third, third_id = await _asks_for_a_person(b.base, speech)  # waits on B, behind the second
@@ -241,9 +237,17 @@ async def test_mandarin_caller_on_a_agent_on_b_then_a_dies(pg_url, tmp_path):
                     assert any(t.speaker == "caller" and "人工" in t.text for t in turns), "finished turns are kept"
                 finally:
                     await store.close()
-                # The agent on B is offered the next waiting call: the caller on B.
+                # The agent on B is offered the next waiting call (the caller on B), takes it and types a reply that
+                # the caller hears. (A typed reply across processes: tests/test_cluster_live.py.)
                 await page.wait_for_function(
                     f"window.hotlineAgent.offer && window.hotlineAgent.offer.call_id === '{third_id}'", timeout=60000)
+                await page.click("#accept")
+                await page.wait_for_selector("#call:not(.hidden)", timeout=30000)
+                reply = "您好，我是人工客服小美。"
+                await page.fill("#reply", reply)
+                await page.click("#speak")
+                said = await third.wait_event("audio.start", text=reply, timeout=60)
+                await third.wait_event("audio.end", turn=said["turn"], timeout=60)
                 await third.close()
                 await sup.close()
             finally:
