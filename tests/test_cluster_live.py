@@ -96,3 +96,61 @@ async def test_supervisor_on_b_watches_and_listens_to_a_call_on_a(pg_url, tmp_pa
             await sup.close()
     finally:
         delete_prefix(REDIS_URL, prefix)
+
+
+async def test_agent_on_b_takes_a_caller_on_a(pg_url, tmp_path):
+    """The shared queue (Redis) offers A's Mandarin caller to the Mandarin agent whose console is on B; B accepts;
+    the caller's audio reaches the agent, the agent's microphone and typed reply reach the caller, and the
+    transcript goes on for the agent on B and for a supervisor on A."""
+    from fakes import silence, tone
+
+    prefix = unique_prefix()
+    common = dict(db_url=pg_url, redis_url=REDIS_URL, redis_prefix=prefix, cluster=FAST)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a_settings = make_settings(tmp_path / "a", **common)
+    b_settings = make_settings(tmp_path / "b", **common)
+    add_users(a_settings, [("mei", "agent", "zh"), ("sam", "supervisor", "")])
+    app_a = build_app(a_settings, components=fake_components(script=[("我要转人工", "zh"), ("谢谢", "zh")]))
+    app_b = build_app(b_settings, components=fake_components())
+    try:
+        with serve(app_a, a_settings) as base_a, serve(app_b, b_settings) as base_b:
+            mei = await Console.connect(base_b, "/ws/agent", login(base_b, "mei"))
+            await mei.wait_event("hello")
+            await mei.send(type="availability", state="available")
+            await mei.wait_event("agent.state", state="available")
+            caller = await NativeCaller.connect(base_a.replace("http://", "ws://") + "/ws/call")
+            await caller.send_json({"event": "call.start", "language": "zh"})
+            call_id = (await caller.wait_event("call.started"))["call_id"]
+            await greeted(caller)
+            await caller.stream(tone(0.6) + silence(0.5))
+            assert (await caller.wait_event("answer"))["route"] == "agent"
+            offer = await mei.wait_event("offer", call_id=call_id, timeout=15)
+            assert offer["language"] == "zh"
+            sup = await Console.connect(base_a, "/ws/supervisor", login(base_a, "sam"))
+            await sup.send(type="watch", call_id=call_id)
+            await sup.wait_event("watching", call_id=call_id)
+            await mei.send(type="accept", call_id=call_id)
+            await mei.wait_event("call.connected", call_id=call_id, timeout=15)
+            before = len(mei.audio)
+            await caller.stream(silence(0.4), realtime=True)
+            await mei.wait(lambda c: len(c.audio) >= before + 6400, timeout=15)  # the caller, heard on B
+            frames = caller.frames
+            await mei.ws.send(tone(0.2, amplitude=0.1))
+            await caller.wait_for(lambda c: c.frames >= frames + 10, timeout=15)  # the agent's microphone, on A
+            reply = "您好，我是人工客服小美。"
+            await mei.send(type="reply", text=reply)
+            start = await caller.wait_event("audio.start", text=reply, timeout=15)
+            await caller.wait_event("audio.end", turn=start["turn"], timeout=15)
+            await sup.wait_event("transcript", speaker="agent", text=reply, timeout=15)
+            await caller.stream(tone(0.5) + silence(0.5))
+            await mei.wait_event("transcript", speaker="caller", text="谢谢", timeout=15)
+            await sup.wait_event("transcript", speaker="caller", text="谢谢", timeout=15)
+            await mei.send(type="end", call_id=call_id)
+            ended = await caller.wait_event("call.ended", timeout=15)
+            assert ended["state"] == "transferred_to_agent"
+            for c in (mei, sup):
+                await c.close()
+            await caller.close()
+    finally:
+        delete_prefix(REDIS_URL, prefix)
