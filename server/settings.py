@@ -67,7 +67,7 @@ class ClusterSettings(BaseModel):
 
     # A process refreshes its heartbeat every interval (from a thread of its own); it is dead for the others when
     # the key expires (ttl). The sweep runs every sweep_interval_s, so a dead process's calls are closed within
-    # ttl + sweep + one database write: 5 + 1 + (well under a second) < 10 s.
+    # ttl + two sweeps (a missing heartbeat is confirmed once) + one database write: 5 + 2 + (under a second) < 10 s.
     heartbeat_interval_s: float = Field(default=1.0, gt=0, le=30)
     heartbeat_ttl_s: float = Field(default=5.0, gt=0, le=120)
     sweep_interval_s: float = Field(default=1.0, gt=0, le=30)

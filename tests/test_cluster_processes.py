@@ -57,6 +57,12 @@ async def _available_agent(browser, base: str, name: str, errors: list[str]):
     return page
 
 
+def _lost_lines(*procs: ServeProcess) -> list[str]:
+    """What the processes said about lost processes (for a failure's message)."""
+    return [f"{p.name}: {line[:300]}" for p in procs for line in p.log_tail(200_000).splitlines()
+            if "process lost" in line or "redis unreachable" in line]
+
+
 async def _until(predicate, timeout: float, what: str):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -232,7 +238,7 @@ async def test_mandarin_caller_on_a_agent_on_b_then_a_dies(pg_url, tmp_path):
                             return call if call is not None and call.ended_at is not None else None
 
                         call = await _until(ended, 10 - (time.monotonic() - killed_at), f"call {cid} ended")
-                        assert call.state == "dropped", (call.state, call.reason)
+                        assert call.state == "dropped", (call.state, call.reason, _lost_lines(a, b))
                     turns = await store.turns(first_id)
                     assert any(t.speaker == "caller" and "人工" in t.text for t in turns), "finished turns are kept"
                 finally:

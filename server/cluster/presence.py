@@ -58,6 +58,7 @@ class Presence:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._failures = 0
+        self._suspects: set[str] = set()  # processes whose heartbeat was missing at the last sweep
 
     # ------------------------------------------------------------ keys
     def _k(self, *parts: str) -> str:
@@ -204,16 +205,19 @@ class Presence:
     async def sweep(self) -> list[str]:
         """Close what dead processes held; returns the processes this call claimed."""
         if not self._may_sweep():
+            self._suspects = set()  # what was missing before this process's own outage proves nothing now
             return []
         members = [m.decode() if isinstance(m, bytes) else m for m in await self.redis.smembers(self._k("procs"))]
         others = [m for m in members if m != self.process_id]
         if not others:
             return []
         beats = await self.redis.mget([self._k("proc", m) for m in others])
+        missing = {m for m, beat in zip(others, beats) if beat is None}
+        # Dead only when missing at two sweeps in a row (a sweep interval apart): one more second against taking a
+        # process that is merely slow for dead, which would drop calls that are still talking.
+        confirmed, self._suspects = missing & self._suspects, missing - (missing & self._suspects)
         claimed: list[str] = []
-        for dead, beat in zip(others, beats):
-            if beat is not None:
-                continue
+        for dead in sorted(confirmed):
             dropped = await self.store.drop_calls_of(dead, reason="process_lost")
             if not await self.redis.srem(self._k("procs"), dead):
                 continue  # another survivor claimed it

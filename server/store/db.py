@@ -69,8 +69,10 @@ class Store:
             s.add(Call(id=call_id, protocol=protocol, state=ACTIVE, started_at=started_at or utcnow(), **fields))
 
     async def update_call(self, call_id: str, **fields: Any) -> None:
+        """Only a call still open changes: once ended (by itself, or by a survivor that found its process dead) its
+        one final state stays, whatever late write arrives."""
         async with self.sessions.begin() as s:
-            await s.execute(update(Call).where(Call.id == call_id).values(**fields))
+            await s.execute(update(Call).where(Call.id == call_id, Call.ended_at.is_(None)).values(**fields))
 
     async def add_turn(self, *, call_id: str, **fields: Any) -> None:
         async with self.sessions.begin() as s:
