@@ -252,8 +252,10 @@ async def test_mandarin_caller_on_a_agent_on_b_then_a_dies(pg_url, tmp_path):
                 reply = "您好，我是人工客服小美。"
                 await page.fill("#reply", reply)
                 await page.click("#speak")
-                said = await third.wait_event("audio.start", text=reply, timeout=60)
-                await third.wait_event("audio.end", turn=said["turn"], timeout=60)
+                # Synthesis of a new sentence by the neural voice on a loaded 2-core machine: as in the one-process
+                # browser test, up to two minutes.
+                said = await third.wait_event("audio.start", text=reply, timeout=120)
+                await third.wait_event("audio.end", turn=said["turn"], timeout=120)
                 await third.close()
                 await sup.close()
             finally:
