@@ -72,7 +72,9 @@ class HybridRetriever:
         use_pinyin: bool = True,
         topic_support: float = 0.4,
         max_chars: int = 600,
+        previous: "HybridRetriever | None" = None,
     ) -> None:
+        """`previous`: the index this one replaces; the embeddings of texts it already holds are reused."""
         self.kb = kb
         self.weights = weights
         self.max_chars = max_chars
@@ -97,11 +99,27 @@ class HybridRetriever:
         self._lexical = Bm25Index(documents=[lexical_tokens(t) for t in entry_docs])
         self._pinyin = Bm25Index(documents=[pinyin_tokens(t) for t in entry_docs]) if use_pinyin else None
         self._vectors = self._answers = None
+        self._texts, self._answer_texts = texts, []
         if embedder is not None:
-            self._vectors = embed_cached(embedder, texts, cache_dir=cache_dir)
+            reuse = previous is not None and previous._vectors is not None and previous.embedder is embedder
+            self._vectors = embed_cached(embedder, texts, cache_dir=cache_dir,
+                                         known=previous.known_vectors() if reuse else None)
             answers = [normalize(e.answer[lang]) for e in kb.entries for lang in ("en", "zh")]
+            self._answer_texts = answers
             # Row 2i is entry i's English answer, 2i+1 its Chinese one.
-            self._answers = embed_cached(embedder, answers, cache_dir=cache_dir, passage=True)
+            self._answers = embed_cached(embedder, answers, cache_dir=cache_dir, passage=True,
+                                         known=previous.known_vectors(passage=True) if reuse else None)
+
+    def known_vectors(self, *, passage: bool = False) -> dict[str, np.ndarray]:
+        """text -> embedding of this index's phrasings (or answers, `passage`)."""
+        texts, matrix = (self._answer_texts, self._answers) if passage else (self._texts, self._vectors)
+        return {} if matrix is None else dict(zip(texts, matrix))
+
+    def embed_questions(self, texts: list[str]) -> np.ndarray | None:
+        """Embeddings of callers' questions as retrieval sees them (normalised, cut), or None without embeddings."""
+        if self.embedder is None:
+            return None
+        return self.embedder.embed([normalize(t[: self.max_chars])[:EMBED_MAX_CHARS] for t in texts])
 
     def _per_entry(self, doc_scores: np.ndarray) -> np.ndarray:
         return np.maximum.reduceat(doc_scores, self._starts)

@@ -11,7 +11,7 @@ import logging
 import os
 import threading
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Mapping, Protocol, Sequence
 
 import numpy as np
 
@@ -60,9 +60,12 @@ class E5Embedder:
 
 
 def embed_cached(
-    embedder: Embedder, texts: Sequence[str], *, cache_dir: Path | None, passage: bool = False
+    embedder: Embedder, texts: Sequence[str], *, cache_dir: Path | None, passage: bool = False,
+    known: Mapping[str, np.ndarray] | None = None,
 ) -> np.ndarray:
-    """Embed `texts`, reusing a file in `cache_dir` keyed by a hash of the model name, the prefix and every text."""
+    """Embed `texts`, reusing a file in `cache_dir` keyed by a hash of the model name, the prefix and every text.
+    `known`: vectors already computed for some texts (a knowledge base being replaced): only the others are embedded,
+    so publishing one changed entry costs that entry's embeddings, not the whole base's."""
     digest = hashlib.sha256(f"{embedder.name}\0{'passage' if passage else 'query'}".encode())
     for text in texts:
         digest.update(b"\0" + text.encode("utf-8"))
@@ -74,7 +77,13 @@ def embed_cached(
                 return matrix.astype(np.float32, copy=False)
         except (OSError, ValueError):
             log.warning("embedding cache unreadable; recomputing", extra={"cache": str(path)})
-    matrix = embedder.embed(texts, passage=passage)
+    if known:
+        missing = [t for t in dict.fromkeys(texts) if t not in known]
+        fresh = dict(zip(missing, embedder.embed(missing, passage=passage))) if missing else {}
+        matrix = np.stack([fresh[t] if t in fresh else known[t] for t in texts]).astype(np.float32, copy=False) \
+            if texts else np.zeros((0, embedder.dim), dtype=np.float32)
+    else:
+        matrix = embedder.embed(texts, passage=passage)
     if path is not None:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)

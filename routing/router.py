@@ -112,6 +112,31 @@ def _parse_language(language: object) -> tuple[str | None, str | None]:
     return None, lang[:16]  # a bare code of another language, e.g. "ja"
 
 
+@dataclass(frozen=True)
+class KnowledgeIndex:
+    """A knowledge base with its retrieval index: what a published change replaces, as one object, in one step."""
+
+    kb: KnowledgeBase
+    retriever: HybridRetriever
+    out_of_scope: tuple[KnowledgeEntry, ...]
+
+
+def _retriever(settings: RoutingSettings, kb: KnowledgeBase, embedder: Embedder | None,
+               previous: HybridRetriever | None = None) -> HybridRetriever:
+    return HybridRetriever(
+        kb=kb,
+        embedder=embedder if settings.use_embeddings else None,
+        weights=Weights(
+            embedding=settings.weight_embedding, answer=settings.weight_answer, bm25=settings.weight_bm25, pinyin=settings.weight_pinyin
+        ),
+        cache_dir=settings.cache_dir,
+        use_pinyin=settings.use_pinyin,
+        topic_support=settings.topic_support,
+        max_chars=settings.max_input_chars,
+        previous=previous,
+    )
+
+
 class Router:
     def __init__(
         self,
@@ -124,9 +149,8 @@ class Router:
         rewriter: ChatRewriter | None = None,
     ) -> None:
         self.settings = settings
-        self.kb = kb
+        self.index = KnowledgeIndex(kb, retriever, tuple(e for e in kb.entries if e.topic == OUT_OF_SCOPE))
         self.prompts = prompts
-        self.retriever = retriever
         self.applications = applications  # the server puts its main store here (server/store/applications.py)
         self.rewriter = rewriter
         self.policy = PolicyConfig(
@@ -135,7 +159,33 @@ class Router:
             min_margin=settings.min_margin,
             misses_before_agent=settings.misses_before_agent,
         )
-        self._out_of_scope_entries = [e for e in kb.entries if e.topic == OUT_OF_SCOPE]
+
+    @property
+    def kb(self) -> KnowledgeBase:
+        return self.index.kb
+
+    @property
+    def retriever(self) -> HybridRetriever:
+        return self.index.retriever
+
+    def build_index(self, kb: KnowledgeBase) -> KnowledgeIndex:
+        """A new index for `kb` (blocking: seconds for a whole base, milliseconds for a few changed entries, since
+        the embeddings of unchanged phrasings and answers are taken from the current index). Run it off the event
+        loop, then `install` it."""
+        current = self.index.retriever
+        retriever = _retriever(self.settings, kb, current.embedder, previous=current)
+        return KnowledgeIndex(kb, retriever, tuple(e for e in kb.entries if e.topic == OUT_OF_SCOPE))
+
+    def install(self, index: KnowledgeIndex) -> None:
+        """Swap the index in one assignment: a decision in progress finishes on the index it started with."""
+        self.index = index
+
+    def with_index(self, index: KnowledgeIndex) -> "Router":
+        """A router deciding on another index (a preview of unpublished edits); shares everything else."""
+        other = Router(settings=self.settings, kb=index.kb, prompts=self.prompts, retriever=index.retriever,
+                       applications=self.applications, rewriter=self.rewriter)
+        other.index = index
+        return other
 
     @classmethod
     def load(cls, settings: RoutingSettings, *, embedder: Embedder | None = None,
@@ -146,17 +196,7 @@ class Router:
         prompts = Prompts.load(settings.prompts_path)
         if embedder is None and settings.use_embeddings:
             embedder = E5Embedder(threads=settings.embedding_threads)
-        retriever = HybridRetriever(
-            kb=kb,
-            embedder=embedder if settings.use_embeddings else None,
-            weights=Weights(
-                embedding=settings.weight_embedding, answer=settings.weight_answer, bm25=settings.weight_bm25, pinyin=settings.weight_pinyin
-            ),
-            cache_dir=settings.cache_dir,
-            use_pinyin=settings.use_pinyin,
-            topic_support=settings.topic_support,
-            max_chars=settings.max_input_chars,
-        )
+        retriever = _retriever(settings, kb, embedder)
         if applications is None:
             applications = InMemoryApplications.from_file(settings.applications_path)
         rewriter = ChatRewriter(settings=settings.llm) if settings.llm.enabled else None
@@ -190,6 +230,7 @@ class Router:
         return self.prompts.text(key, language, **params)
 
     def _decide(self, text: str, *, language: str, state: DialogState, now: float) -> Decision:
+        index = self.index  # one index for the whole decision, even if a publish swaps it meanwhile
         raw = text[: self.settings.max_input_chars] if isinstance(text, str) else ""
         hint, other = _parse_language(language)
         norm = normalize(raw)
@@ -205,7 +246,7 @@ class Router:
         pending = state.pending_application
         state.pending_application = None
         has_content = any(ch.isalnum() for ch in norm)
-        retrieval = self.retriever.retrieve(raw) if other is None and has_content else Retrieval((), 0.0, "none")
+        retrieval = index.retriever.retrieve(raw) if other is None and has_content else Retrieval((), 0.0, "none")
         best = retrieval.best
         agent_request = other is None and is_agent_request(norm)
 
@@ -263,7 +304,7 @@ class Router:
             return Decision("clarify", verdict.topic, entry_id, answer_lang,
                             self._prompt("repeat", answer_lang), score, retrieval.margin, verdict.reason)
         if verdict.kind == "out_of_scope":
-            entry = self._out_of_scope_entry(retrieval)
+            entry = self._out_of_scope_entry(retrieval, index)
             answer = entry.answer[answer_lang] if entry else self._fallback("out_of_scope_intro", _DEFAULT_OUT_OF_SCOPE,
                                                                            answer_lang)
             return Decision("answer", OUT_OF_SCOPE, entry.id if entry else None, answer_lang, answer, score,
@@ -291,11 +332,11 @@ class Router:
                 return True
         return False
 
-    def _out_of_scope_entry(self, retrieval: Retrieval) -> KnowledgeEntry | None:
+    def _out_of_scope_entry(self, retrieval: Retrieval, index: KnowledgeIndex) -> KnowledgeEntry | None:
         for c in retrieval.candidates:
             if c.entry.topic == OUT_OF_SCOPE:
                 return c.entry
-        return self._out_of_scope_entries[0] if self._out_of_scope_entries else None
+        return index.out_of_scope[0] if index.out_of_scope else None
 
     def _fallback(self, key: str, defaults: dict[str, str], language: str, **params: object) -> str:
         if self.prompts.has(key):

@@ -20,6 +20,7 @@ from server.cluster.presence import Presence
 from server.health import Health
 from server.logging import configure_logging
 from server.metrics import Metrics
+from server.knowledge.service import install_knowledge
 from server.people.queue_store import make_queue_store, new_process_id
 from server.people.service import install_people
 from server.call.session import CallContext, CallSession
@@ -101,6 +102,7 @@ def create_app(
                 state.context.components.stopping.set()  # background cache filling ends with the service
             state.loader.cancel()
             await asyncio.gather(state.loader, return_exceptions=True)
+            await state.knowledge.stop()
             context: CallContext | None = state.context
             if context is not None:
                 # Calls still connected end as dropped/server_shutdown, recorded before the store closes.
@@ -130,6 +132,7 @@ def create_app(
             else:
                 comps = components
             await asyncio.to_thread(comps.warm_up)
+            await app.state.knowledge.attach(comps)  # the store's published knowledge base, before ready
         except Exception as exc:  # the service stays up (healthz) and says why it is not ready
             log.exception("models failed to load")
             app.state.load_error = f"{type(exc).__name__}: {exc}"[:500]
@@ -173,6 +176,7 @@ def create_app(
     queue_store = make_queue_store(settings, process_id=app.state.process_id)
     # agent queue, agent and supervisor consoles, accounts (server/people)
     install_people(app, settings, queue_store=queue_store)
+    install_knowledge(app, settings)  # knowledge editor, publishing without a restart, missed questions
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -229,20 +233,13 @@ def cluster_prefix(settings: Settings) -> str:
     return f"{settings.redis_prefix}:cluster:"
 
 
-async def _release_queue_parties(app: FastAPI, dead: str, agents: list[str]) -> None:
-    """A process died: its agents' consoles are gone (their offers and calls go back to the queue) and its callers
-    have left (their calls leave the queue), decided in the shared queue store like any other event."""
+async def _release_queue_parties(app: FastAPI, dead: str, _agents: list[str]) -> None:
+    """A process died: the agent queue takes over what it held (its agents' offers and calls go back to the
+    queue, its callers leave it: QueueRuntime.take_over, docs/queue.md); the sweeper has recorded its calls
+    as dropped already."""
     people = getattr(app.state, "people", None)
-    queue_store = getattr(people, "queue_store", None)
-    if queue_store is None or not hasattr(queue_store, "owned_by"):
-        return
-    calls, owned_agents = await asyncio.to_thread(queue_store.owned_by, dead)
-    for event, ids in (("agent_disconnect", sorted(set(owned_agents) | set(agents))), ("hangup", calls)):
-        for party in ids:
-            try:
-                await asyncio.to_thread(lambda: queue_store.decide(event, party, now=time.time()))
-            except Exception as exc:  # noqa: BLE001 - already gone (another survivor, a late clean exit): fine
-                log.info("queue party of a lost process not released", extra={"event": event, "error": type(exc).__name__})
+    if people is not None:
+        people.queue.take_over(dead)
 
 
 async def _start_presence(app: FastAPI, settings: Settings, store: Store, process_id: str) -> Presence:

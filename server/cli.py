@@ -11,7 +11,7 @@ import sys
 
 # Modules that expose `add_commands(subparsers)`; each sub-command sets `func(args) -> int`.
 COMMAND_MODULES = ("voice.cli", "voice.tts.cli", "routing.cli", "server.commands", "server.store.cli", "server.caller.cli",
-                   "server.cluster.cli", "server.people.users_cli")
+                   "server.cluster.cli", "server.people.users_cli", "server.people.queue_bench", "server.knowledge.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--config", help="settings file (YAML or TOML); environment variables HOTLINE_* override it")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    bench = sub.add_parser("bench", help="benchmarks that print figures (asr, routing, call)")
+    bench = sub.add_parser("bench", help="benchmarks that print figures (asr, routing, call, queue)")
     bench_sub = bench.add_subparsers(dest="bench_command", metavar="WHAT")
     for name in COMMAND_MODULES:
         try:

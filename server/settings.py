@@ -123,6 +123,7 @@ class Settings(BaseSettings):
     max_call_s: float = Field(default=1800.0, gt=0)
     greeting: bool = True
     warm_answers: bool = True  # synthesize every knowledge-base answer into the (disk) cache in the background
+    knowledge_poll_s: float = Field(default=3.0, gt=0, le=3600)  # how often a process checks for a published change
 
     # --- websockets and back-pressure ---
     send_queue_max: int = Field(default=256, ge=4)  # outbound messages per call; ~5 s of 20 ms frames

@@ -87,3 +87,37 @@ def pg_url():
         pytest.skip(f"PostgreSQL not reachable at 127.0.0.1:5432: {exc}")
     yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
     _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+REDIS_URL_ENV = "HOTLINE_TEST_REDIS_URL"
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """The Redis the `redis` tests share (keys under `redis_prefix`). Unreachable: the test FAILS with the reason;
+    a missing service must never pass as a skip."""
+    import os
+
+    import redis
+
+    url = os.environ.get(REDIS_URL_ENV, "redis://127.0.0.1:6379/1")
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+    except Exception as exc:  # noqa: BLE001
+        pytest.fail(f"Redis is not reachable at {url} ({type(exc).__name__}: {exc}): start redis-server or set "
+                    f"{REDIS_URL_ENV}; deselect these tests with -m 'not redis'", pytrace=False)
+    return url
+
+
+@pytest.fixture
+def redis_prefix(redis_url: str):
+    """A key prefix of this test alone; every key under it is deleted afterwards."""
+    import redis
+
+    prefix = f"test-{uuid.uuid4().hex[:12]}"
+    yield prefix
+    client = redis.Redis.from_url(redis_url)
+    keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()

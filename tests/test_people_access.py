@@ -27,6 +27,15 @@ ROLES = ["anonymous", "agent", "other_agent", "supervisor", "admin"]
 USERS = {"agent": "mei", "other_agent": "alice", "supervisor": "sam", "admin": "root"}
 ROLE_OF = {"agent": "agent", "other_agent": "agent", "supervisor": "supervisor", "admin": "admin"}
 CALL = "c" * 32
+ENTRY = "work_permit_cancel.when_who"  # an entry of the shipped knowledge base (the store is seeded from it)
+# Bodies of the routes that need one, so that an allowed role gets a 2xx (the access decision is what is tested).
+BODIES = {
+    ("/api/users", "POST"): lambda: {"name": f"new{time.monotonic_ns()}", "role": "supervisor", "password": PASSWORD},
+    ("/api/knowledge/entries/{entry_id}/variants", "POST"): lambda: {"language": "en", "text": f"q {time.monotonic_ns()}"},
+    ("/api/knowledge/preview", "POST"): lambda: {"questions": [{"text": "How do I cancel my work permit?"}]},
+    ("/api/knowledge/speech", "POST"): lambda: {"text": "Hello.", "language": "en"},
+    ("/api/knowledge/entries/{entry_id}/rollback", "POST"): lambda: {"revision": 1},
+}
 
 
 def all_routes(routes, prefix: str = ""):
@@ -96,14 +105,21 @@ def _seed_call(c: TestClient, app) -> None:
 
 
 def _request(c: TestClient, route: APIRoute, token: str | None):
-    path = route.path.replace("{call_id}", CALL).replace("{name}", "x")
+    path = route.path.replace("{call_id}", CALL).replace("{name}", "x").replace("{entry_id}", ENTRY)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     method = sorted(route.methods - {"HEAD"})[0]
     c.cookies.clear()  # sign-in sets a session cookie on this client: each role sends only its own token
-    body = None
-    if path == "/api/users" and method == "POST":
-        body = {"name": f"new{time.monotonic_ns()}", "role": "supervisor", "password": PASSWORD}
+    body = BODIES.get((route.path, method), lambda: None)()
+    if route.path == "/api/knowledge/entries/{entry_id}" and method == "PUT":
+        body = _entry_body(c, token)
     return c.request(method, path, headers=headers, json=body)
+
+
+def _entry_body(c: TestClient, token: str | None) -> dict | None:
+    """The entry as the editor shows it (its draft or published document), to save back unchanged."""
+    r = c.get("/api/knowledge/entries", params={"q": ENTRY}, headers={"Authorization": f"Bearer {token}"})
+    items = [i for i in r.json().get("items", []) if i["id"] == ENTRY] if r.status_code == 200 else []
+    return {"topic": items[0]["topic"], "document": items[0]["document"]} if items else {"topic": "x", "document": {}}
 
 
 def test_every_route_is_public_or_declares_a_permission(client):
@@ -144,6 +160,27 @@ def test_access_matrix_of_every_route(client):
                 assert 200 <= r.status_code < 300, (route.path, role, r.status_code, r.text[:200])
             checked += 1
     assert checked >= 12 * len(ROLES) - 12
+
+
+def test_agents_cannot_edit_or_publish_and_publishing_is_audited(client):
+    """The knowledge editor: supervisors and admins only; every publish and roll-back is in the audit log."""
+    agent = {"Authorization": f"Bearer {client.tokens['agent']}"}
+    sup = {"Authorization": f"Bearer {client.tokens['supervisor']}"}
+    admin = {"Authorization": f"Bearer {client.tokens['admin']}"}
+    client.cookies.clear()
+    assert client.post(f"/api/knowledge/entries/{ENTRY}/variants", json={"language": "en", "text": "bankrupt?"},
+                       headers=agent).status_code == 403
+    assert client.post("/api/knowledge/publish", headers=agent).status_code == 403
+    assert client.post(f"/api/knowledge/entries/{ENTRY}/rollback", json={"revision": 1}, headers=agent).status_code == 403
+    assert client.post(f"/api/knowledge/entries/{ENTRY}/variants", json={"language": "en", "text": "What if my "
+                       "employer goes bankrupt?"}, headers=sup).status_code == 200
+    published = client.post("/api/knowledge/publish", headers=sup).json()
+    assert ENTRY in published["changed"]
+    rolled = client.post(f"/api/knowledge/entries/{ENTRY}/rollback", json={"revision": 1}, headers=sup).json()
+    audit = client.get("/api/audit", params={"limit": 1000}, headers=admin).json()
+    mine = [(e["action"], (e["detail"] or {}).get("version")) for e in audit if e["user_name"] == "sam"]
+    assert ("knowledge_publish", published["version"]) in mine
+    assert ("knowledge_rollback", rolled["version"]) in mine
 
 
 def test_logout_needs_a_session_and_ends_it(client):

@@ -286,9 +286,11 @@ class Stats:
     refused: int = 0
 
 
-def simulate(seed: int, n_calls: int = 1000, n_agents: int = 8) -> Observer:
+def simulate(seed: int, n_calls: int = 1000, n_agents: int = 8, queue=None) -> Observer:
+    """`queue`: anything with the Acd's methods (default: a fresh Acd); tests/test_people_queue_redis.py passes
+    the shared store, driven by competing clients."""
     rng = random.Random(seed)
-    acd = Acd(settings=SETTINGS)
+    acd = queue if queue is not None else Acd(settings=SETTINGS)
     obs = Observer(SETTINGS)
     s = SETTINGS
     heap: list = []

@@ -79,15 +79,29 @@ def final_from_dict(data: dict[str, Any]) -> CallFinal:
     return final
 
 
-def _record(record: Any) -> dict[str, Any]:
-    return {f.name: _plain(getattr(record, f.name)) for f in fields(record)}
+# Field names read once: a shared store codes the whole live state on every decision (`hotline bench queue`).
+_AGENT_FIELDS = tuple(f.name for f in fields(AgentRecord))
+_CALL_FIELDS = tuple(f.name for f in fields(CallRecord))
+
+
+def _agent(agent: AgentRecord) -> dict[str, Any]:
+    out = {name: getattr(agent, name) for name in _AGENT_FIELDS}
+    out["languages"] = sorted(agent.languages)
+    out["state"] = agent.state.value
+    return out
+
+
+def _call(call: CallRecord) -> dict[str, Any]:
+    out = {name: getattr(call, name) for name in _CALL_FIELDS}
+    out["tried"] = sorted(call.tried)
+    return out
 
 
 def state_to_dict(state: AcdState) -> dict[str, Any]:
     """The live state without its final states (see the module doc)."""
     return {
-        "agents": [_record(a) for a in state.agents.values()],  # a list keeps the insertion order explicit
-        "calls": [_record(c) for c in state.calls.values()],
+        "agents": [_agent(a) for a in state.agents.values()],  # a list keeps the insertion order explicit
+        "calls": [_call(c) for c in state.calls.values()],
         "handle_times": list(state.handle_times),
         "callback_tasks": [_plain(t) for t in state.callback_tasks.values()],
         "last_now": state.last_now,

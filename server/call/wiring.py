@@ -40,6 +40,8 @@ class Components:
     calls_active: Callable[[], bool] = lambda: False
     stopping: threading.Event = field(default_factory=threading.Event)  # set at shutdown: background work stops
     timings: dict[str, float] = field(default_factory=dict)  # load / warm-up seconds, reported by /readyz
+    # Synthesizes the answers of these knowledge entries into the speech cache (blocking; after a publish).
+    cache_answers: Callable[[Any], None] | None = None
 
     def new_call(self, *, language_hint: str | None) -> CallPipeline:
         return CallPipeline(transcriber=self.make_transcriber(language_hint), dialog=self.router.new_dialog())
@@ -126,13 +128,13 @@ def load_components(settings: Any) -> Components:
         synthesize_prompts(("language_not_served", "transferring", "no_answer_transfer", "please_hold", "repeat",
                             "no_input_reprompt", "goodbye", "service_unavailable"))
 
-    def warm_answers() -> None:
-        # Every knowledge-base answer, in both languages, into the synthesis cache (kept on disk across restarts:
+    def cache_answers(entries: Any) -> None:
+        # Answers of these entries, in both languages, into the synthesis cache (kept on disk across restarts:
         # voice/tts/cache.py). An answer then starts playing as soon as it is decided: no synthesis on the
         # critical path for the common case. Paused while calls are connected; resumes between them.
         from server.call.turn_taking import split_by_language
 
-        for entry in router.kb.entries:
+        for entry in entries:
             for lang in settings.languages:
                 text = entry.answer.get(lang)
                 if not text:
@@ -147,6 +149,9 @@ def load_components(settings: Any) -> Components:
                     for _ in synthesizer.synthesize(seg.text, seg.language):
                         pass
 
+    def warm_answers() -> None:
+        cache_answers(router.kb.entries)  # every knowledge-base answer
+
     comps = Components(
         make_transcriber=make_transcriber,
         router=router,
@@ -155,5 +160,6 @@ def load_components(settings: Any) -> Components:
         warmups=[recognizer.warm_up, synthesizer.warm_up, router.warm_up, warm_greeting],
         background_warmups=[warm_other_prompts, warm_answers] if settings.warm_answers else [warm_other_prompts],
         timings=timings,
+        cache_answers=cache_answers,
     )
     return comps

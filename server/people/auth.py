@@ -43,6 +43,10 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "queue.view": frozenset(ROLES),  # calls waiting, languages, wait times (no transcripts)
     "agent.console": frozenset({"agent"}),  # take calls: the agent websocket and the agent's own history
     "calls.review": frozenset({"supervisor", "admin"}),  # history, transcripts, recordings, exports, live, dashboard
+    # The knowledge editor: supervisors (who review the calls) edit, preview and publish answers; no separate role,
+    # so no account needs a second login. Agents never change what the bot says.
+    "knowledge.edit": frozenset({"supervisor", "admin"}),
+    "knowledge.publish": frozenset({"supervisor", "admin"}),
     "users.manage": frozenset({"admin"}),
     "audit.read": frozenset({"admin"}),
 }

@@ -20,5 +20,6 @@ async def supervisor_page() -> FileResponse:
     return page("supervisor.html")
 
 
-add_assets(router, "/people", {"agent.js": JS, "supervisor.js": JS, "console-common.js": JS, "consoles.css": CSS},
+add_assets(router, "/people", {"agent.js": JS, "supervisor.js": JS, "console-common.js": JS, "consoles.css": CSS,
+                              "knowledge.js": JS},
            what="console")

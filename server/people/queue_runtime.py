@@ -257,6 +257,25 @@ class QueueRuntime:
                 log.exception("following the queue's log failed; starting again")
                 await asyncio.sleep(1.0)
 
+    def take_over(self, process_id: str) -> tuple[list[str], list[str]]:
+        """Another process died (its presence expired): its agents' consoles are disconnected (their offers and
+        calls go back to the queue) and its callers leave the queue (their lines died with it). Returns (call ids,
+        agent ids) so that the caller of this method records those calls' final state (dropped) in the main
+        store: nobody else holds them any more. Safe to run on several survivors at once (each step is a decision,
+        and a second one is a no-op)."""
+        calls, agents = self.queue_store.owned_by(process_id)
+        for name in agents:
+            try:
+                self._run("agent_disconnect", name)
+            except AcdError:
+                pass
+        for call_id in calls:
+            try:
+                self._run("hangup", call_id)
+            except AcdError:
+                pass
+        return calls, agents
+
     def is_local_call(self, call_id: str) -> bool:
         """Whether this process holds the caller's line (its QueuedCall)."""
         return call_id in self.calls

@@ -157,19 +157,23 @@
   }
 
   // ------------------------------------------------------------------ start
-  function tab(name) {
-    for (const t of ["live", "history", "dashboard"]) {
+  function tab(name, callId) {
+    for (const t of ["live", "history", "dashboard", "missed", "knowledge"]) {
       $(t).classList.toggle("hidden", t !== name);
       $(`tab-${t}`).classList.toggle("active", t === name);
     }
     if (name === "history") search();
+    if (name === "history" && callId) detail(callId);
     if (name === "dashboard") dashboard();
+    if (window.hotlineKnowledge) window.hotlineKnowledge.onTab(name);
   }
+  S.show = tab; // knowledge.js: links from missed questions to their calls
   function start(user) {
     $("app").replaceChildren(document.getElementById("console").content.cloneNode(true));
     $("signout").onclick = () => Hotline.signOut();
     document.querySelectorAll(".tab").forEach((b) => { b.onclick = () => tab(b.dataset.tab); });
     $("filters").onsubmit = search;
+    if (window.hotlineKnowledge) window.hotlineKnowledge.bind();
     $("listen").onclick = toggleListen;
     $("export-csv").onclick = () => Hotline.download(`/api/calls/export?format=csv&${query()}`, "calls.csv");
     $("export-json").onclick = () => Hotline.download(`/api/calls/export?format=json&${query()}`, "calls.json");
