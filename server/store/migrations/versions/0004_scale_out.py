@@ -2,16 +2,16 @@
 process holds the caller, so that the others can close its calls when it dies); recordings in the database (one
 WAV per call), so that a supervisor on any process can play any call
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 """
 from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003"
-down_revision = "0002"
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
