@@ -30,13 +30,17 @@ def on_loop_of(app, coro_fn, timeout: float = 10.0):
     return asyncio.wrap_future(asyncio.run_coroutine_threadsafe(run(), loop))
 
 
-async def test_supervisor_on_b_watches_and_listens_to_a_call_on_a(pg_url, tmp_path):
+def two_processes(pg_url: str, tmp_path):
+    """Settings of two processes A and B sharing the test's PostgreSQL database and a Redis prefix of their own."""
     prefix = unique_prefix()
     common = dict(db_url=pg_url, redis_url=REDIS_URL, redis_prefix=prefix, cluster=FAST)
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    a_settings = make_settings(tmp_path / "a", **common)
-    b_settings = make_settings(tmp_path / "b", **common)
+    return prefix, make_settings(tmp_path / "a", **common), make_settings(tmp_path / "b", **common)
+
+
+async def test_supervisor_on_b_watches_and_listens_to_a_call_on_a(pg_url, tmp_path):
+    prefix, a_settings, b_settings = two_processes(pg_url, tmp_path)
     add_users(a_settings, [("sam", "supervisor", "")])
     script = [("how do I get a work permit", "en"), ("thanks", "en")]
     app_a = build_app(a_settings, components=fake_components(script=script))
@@ -104,12 +108,7 @@ async def test_agent_on_b_takes_a_caller_on_a(pg_url, tmp_path):
     transcript goes on for the agent on B and for a supervisor on A."""
     from fakes import silence, tone
 
-    prefix = unique_prefix()
-    common = dict(db_url=pg_url, redis_url=REDIS_URL, redis_prefix=prefix, cluster=FAST)
-    (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
-    a_settings = make_settings(tmp_path / "a", **common)
-    b_settings = make_settings(tmp_path / "b", **common)
+    prefix, a_settings, b_settings = two_processes(pg_url, tmp_path)
     add_users(a_settings, [("mei", "agent", "zh"), ("sam", "supervisor", "")])
     app_a = build_app(a_settings, components=fake_components(script=[("我要转人工", "zh"), ("谢谢", "zh")]))
     app_b = build_app(b_settings, components=fake_components())
