@@ -233,7 +233,7 @@ def bench_argv(args: argparse.Namespace) -> list[str]:
     """The options of `args` as a command line for `python -m routing.bench`."""
     argv = ["--part", args.part, "--repeat", str(args.repeat)]
     for flag, value in (("--eval", args.eval), ("--knowledge-dir", args.knowledge_dir),
-                        ("--prompts", args.prompts_path), ("--store", args.store_path)):
+                        ("--prompts", args.prompts_path)):
         if value is not None:
             argv += [flag, str(value)]
     for flag, on in (("--json", args.json), ("--errors", args.errors), ("--per-topic", args.per_topic),

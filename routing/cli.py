@@ -1,5 +1,5 @@
-"""`hotline ask`, `hotline bench routing` (routing/bench.py), `hotline applications import`: the routing layer's
-commands."""
+"""`hotline ask`, `hotline bench routing` (routing/bench.py): the routing layer's commands (`hotline applications
+import` is the server's: it writes to the main store, server/store/cli.py)."""
 from __future__ import annotations
 
 import argparse
@@ -13,7 +13,7 @@ from routing.settings import RoutingSettings
 
 def routing_settings(args: argparse.Namespace) -> RoutingSettings:
     overrides = {}
-    for name in ("knowledge_dir", "prompts_path", "store_path"):
+    for name in ("knowledge_dir", "prompts_path"):
         value = getattr(args, name, None)
         if value is not None:
             overrides[name] = Path(value)
@@ -25,7 +25,6 @@ def routing_settings(args: argparse.Namespace) -> RoutingSettings:
 def add_data_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--knowledge-dir", dest="knowledge_dir", help="folder of knowledge YAML files")
     p.add_argument("--prompts", dest="prompts_path", help="prompts YAML file")
-    p.add_argument("--store", dest="store_path", help="SQLite file of work-permit applications")
 
 
 def add_commands(sub, bench_sub) -> None:
@@ -44,13 +43,6 @@ def add_commands(sub, bench_sub) -> None:
     add_bench_options(bench)
     bench.set_defaults(func=cmd_bench)
 
-    apps = sub.add_parser("applications", help="work-permit applications store")
-    apps_sub = apps.add_subparsers(dest="applications_command", metavar="ACTION")
-    imp = apps_sub.add_parser("import", help="import (insert or update) applications from a YAML file")
-    imp.add_argument("file")
-    imp.add_argument("--store", dest="store_path", help="SQLite file (default: the configured store)")
-    imp.set_defaults(func=cmd_applications_import)
-    apps.set_defaults(func=lambda args: (apps.print_help(), 2)[1])
 
 
 def load_router(settings: RoutingSettings):
@@ -79,24 +71,4 @@ def cmd_ask(args: argparse.Namespace) -> int:
         print(f"{decision.route} · {decision.topic} · {decision.entry_id or '-'} · {decision.language} · "
               f"score {decision.score:.2f} · margin {decision.margin:.2f} · {decision.reason}")
         print(decision.answer)
-    return 0
-
-
-# --- applications ---------------------------------------------------------------------------------------------------
-def cmd_applications_import(args: argparse.Namespace) -> int:
-    from routing.progress import ApplicationFileError, ApplicationStore, read_applications_file
-
-    settings = RoutingSettings(**({"store_path": Path(args.store_path)} if args.store_path else {}))
-    try:
-        applications = read_applications_file(Path(args.file))
-    except ApplicationFileError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    store = ApplicationStore(path=settings.store_path)
-    try:
-        n = store.upsert(applications)
-        total = store.count()
-    finally:
-        store.close()
-    print(f"imported {n} applications into {settings.store_path} ({total} in the store)")
     return 0

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import jieba
 from pypinyin import lazy_pinyin
 
 from routing.retrieval_text import HAN_RUN_RE, fold_syllable
 
+if TYPE_CHECKING:
+    from routing.progress import ApplicationNumber
 from routing.topics import HOTLINE_INFO, HUMAN_AGENT, IN_SCOPE_TOPICS, OUT_OF_SCOPE
 
 # --- explicit requests for a person -------------------------------------------------------------------------------
@@ -95,6 +98,8 @@ class DialogState:
     misses: int = 0  # consecutive turns we could not answer
     last_miss_at: float | None = None
     awaiting_application_number: bool = False  # we asked for a work-permit application number last turn
+    pending_application: ApplicationNumber | None = None  # said last turn; its second factor is awaited now
+    lookups: int = 0  # application look-ups tried in this call (at most progress.MAX_LOOKUPS_PER_CALL)
     turns: int = 0
     history: list[str] = field(default_factory=list)  # routes decided, in order (no caller text)
 

@@ -1,19 +1,25 @@
-"""Work-permit progress: the application number as spoken, and the store of applications it is looked up in.
+"""Work-permit progress: the application number and the second factor as spoken, and where applications are looked up.
 
 Callers say their number aloud and the recogniser writes it in many ways: "WP2026110001", "W P two zero two six
 one one double zero zero one", "申请编号WP二零二六幺幺零零零幺". `parse_application_number` turns any of these into
-the canonical form (letters upper-case, then digits). Caller-supplied numbers never go into log text.
+the canonical form (letters upper-case, then digits). A number alone reveals nothing: the caller must also say a
+second factor, the date of birth or the last four characters of the passport (`parse_second_factor`), so that
+application numbers cannot be walked. Caller-supplied numbers and factors never go into log text.
+
+Where applications live is not this layer's business: `ApplicationLookup` is the interface the router needs;
+`InMemoryApplications` (from a YAML file) serves `hotline ask` and tests, and the server implements it on its main
+store (server/store/applications.py: SQLite or PostgreSQL).
 """
 from __future__ import annotations
 
 import logging
 import re
-import sqlite3
-import threading
+import datetime as dt
+import hmac
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Protocol
 
 import yaml
 
@@ -151,16 +157,226 @@ def parse_application_number(text: str) -> ApplicationNumber | None:
     return best
 
 
-# --- the store ------------------------------------------------------------------------------------------------------
+# --- the second factor -----------------------------------------------------------------------------------------------
+MAX_LOOKUPS_PER_CALL = 3  # verified look-ups a call may try before it is put through to a person
+
+_MONTH_NAMES = {name: i + 1 for i, name in enumerate((
+    "january", "february", "march", "april", "may", "june", "july", "august", "september", "october", "november",
+    "december"))}
+_MONTH_NAMES.update({name[:3]: num for name, num in list(_MONTH_NAMES.items())})
+_MONTH_NAMES["sept"] = 9
+_ORDINALS = {"first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5, "sixth": 6, "seventh": 7, "eighth": 8,
+             "ninth": 9, "tenth": 10, "eleventh": 11, "twelfth": 12, "thirteenth": 13, "fourteenth": 14,
+             "fifteenth": 15, "sixteenth": 16, "seventeenth": 17, "eighteenth": 18, "nineteenth": 19,
+             "twentieth": 20, "thirtieth": 30}
+_ZH_NUMBER_CHARS = "零〇一二三四五六七八九幺两十"
+_ZH_DATE_RE = re.compile(rf"([0-9{_ZH_NUMBER_CHARS}]{{4}})\s*年\s*([0-9{_ZH_NUMBER_CHARS}]{{1,3}})\s*月\s*"
+                         rf"([0-9{_ZH_NUMBER_CHARS}]{{1,3}})\s*[日号號]?")
+_YMD_RE = re.compile(r"(?<!\d)((?:19|20)\d{2})\s*[-/.]\s*(\d{1,2})\s*[-/.]\s*(\d{1,2})(?!\d)")
+_DMY_RE = re.compile(r"(?<!\d)(\d{1,2})\s*[-/.]\s*(\d{1,2})\s*[-/.]\s*((?:19|20)\d{2})(?!\d)")
+_COMPACT_RE = re.compile(r"(?<!\d)((?:19|20)\d{2})(\d{2})(\d{2})(?!\d)")
+_WORD_RE = re.compile(r"[a-z]+|\d+")
+
+
+@dataclass(frozen=True)
+class SecondFactor:
+    """What the caller said to prove the application is theirs. `dates`: every reading of an ambiguous date
+    ("03/04/1990" is 3 April or 4 March): any one matching is enough; `passport_last4`: letters upper-case."""
+
+    dates: tuple[dt.date, ...] = ()
+    passport_last4: str | None = None
+
+
+def _zh_number(text: str) -> int | None:
+    """Chinese month or day numbers: "三", "十五", "二十三", "三十一", or digits."""
+    if text.isdigit():
+        return int(text)
+    if "十" in text:
+        tens, _, units = text.partition("十")
+        t = int(_ZH_DIGITS[tens]) if tens else 1
+        u = int(_ZH_DIGITS[units]) if units else 0
+        return t * 10 + u if len(tens) <= 1 and len(units) <= 1 else None
+    return int(_ZH_DIGITS[text]) if len(text) == 1 and text in _ZH_DIGITS else None
+
+
+def _date(year: int, month: int, day: int) -> dt.date | None:
+    try:
+        value = dt.date(year, month, day)
+    except ValueError:
+        return None
+    return value if 1900 <= value.year <= 2100 else None
+
+
+def _english_numbers(text: str) -> list[tuple[str, int]]:
+    """('month', n) | ('year', n) | ('num', n) from spoken English: "the fifteenth of March nineteen ninety"."""
+    words = _WORD_RE.findall(re.sub(r"(\d+)(st|nd|rd|th)\b", r"\1", text.lower()))
+    out: list[tuple[str, int]] = []
+    i = 0
+
+    def small(j: int) -> tuple[int, int] | None:
+        """A number below 100 starting at word j (cardinal or ordinal), and the words it took."""
+        w = words[j] if j < len(words) else ""
+        if w in _ORDINALS:
+            return _ORDINALS[w], 1
+        if w in _EN_TEENS:
+            return int(_EN_TEENS[w]), 1
+        if w in _EN_TENS:
+            nxt = words[j + 1] if j + 1 < len(words) else ""
+            if nxt in _EN_DIGITS and _EN_DIGITS[nxt] != "0":
+                return int(_EN_TENS[w]) * 10 + int(_EN_DIGITS[nxt]), 2
+            if nxt in _ORDINALS and _ORDINALS[nxt] < 10:
+                return int(_EN_TENS[w]) * 10 + _ORDINALS[nxt], 2
+            return int(_EN_TENS[w]) * 10, 1
+        if w in _EN_DIGITS and w not in ("o", "oh"):
+            return int(_EN_DIGITS[w]), 1
+        return None
+
+    while i < len(words):
+        w = words[i]
+        if w.isdigit():
+            n = int(w)
+            out.append(("year" if 1900 <= n <= 2100 and len(w) == 4 else "num", n))
+            i += 1
+            continue
+        if w in _MONTH_NAMES and not (w == "may" and i + 1 < len(words) and words[i + 1] in ("i", "be", "we")):
+            out.append(("month", _MONTH_NAMES[w]))
+            i += 1
+            continue
+        if w == "two" and i + 1 < len(words) and words[i + 1] == "thousand":  # "two thousand (and) five"
+            j = i + 2 + (i + 2 < len(words) and words[i + 2] == "and")
+            rest = small(j)
+            out.append(("year", 2000 + (rest[0] if rest else 0)))
+            i = j + (rest[1] if rest else 0)
+            continue
+        first = small(i)
+        if first is None:
+            i += 1
+            continue
+        value, used = first
+        # A spoken year is two pairs: "nineteen ninety five", "twenty twelve", "nineteen oh five".
+        if value in (19, 20) and i + used < len(words):
+            j = i + used
+            if words[j] in ("o", "oh") and j + 1 < len(words) and words[j + 1] in _EN_DIGITS:
+                out.append(("year", value * 100 + int(_EN_DIGITS[words[j + 1]])))
+                i = j + 2
+                continue
+            second = small(j)
+            if second is not None and second[0] >= 10:
+                out.append(("year", value * 100 + second[0]))
+                i = j + second[1]
+                continue
+        out.append(("num", value))
+        i += used
+    return out
+
+
+def parse_dates(text: str) -> tuple[dt.date, ...]:
+    """Every date of birth `text` may say, in the forms callers and the recogniser use."""
+    text = unicodedata.normalize("NFKC", text[:500])
+    found: list[dt.date] = []
+
+    def add(value: dt.date | None) -> None:
+        if value is not None and value not in found:
+            found.append(value)
+
+    for m in _ZH_DATE_RE.finditer(text):
+        year = "".join(_ZH_DIGITS.get(ch, ch) for ch in m.group(1))
+        month, day = _zh_number(m.group(2)), _zh_number(m.group(3))
+        if year.isdigit() and month and day:
+            add(_date(int(year), month, day))
+    for m in _YMD_RE.finditer(text):
+        add(_date(int(m.group(1)), int(m.group(2)), int(m.group(3))))
+    for m in _DMY_RE.finditer(text):  # day/month/year, or month/day/year as written in the US: both readings
+        a, b, year = int(m.group(1)), int(m.group(2)), int(m.group(3))
+        add(_date(year, b, a))
+        add(_date(year, a, b))
+    for m in _COMPACT_RE.finditer(text):
+        add(_date(int(m.group(1)), int(m.group(2)), int(m.group(3))))
+    if not found:
+        tokens = _english_numbers(text)
+        months = [n for kind, n in tokens if kind == "month"]
+        years = [n for kind, n in tokens if kind == "year"]
+        days = [n for kind, n in tokens if kind == "num" and 1 <= n <= 31]
+        if len(months) == 1 and len(years) == 1 and len(days) == 1:
+            add(_date(years[0], months[0], days[0]))
+    return tuple(found)
+
+
+def parse_second_factor(text: str) -> SecondFactor | None:
+    """A date of birth, else the last four characters of the longest run of letters and digits (a passport)."""
+    if not isinstance(text, str) or not text.strip():
+        return None
+    dates = parse_dates(text)
+    if dates:
+        return SecondFactor(dates=dates)
+    if "月" in text or any(kind == "month" for kind, _ in _english_numbers(text)):
+        return None  # a date that does not exist ("31 February") is not the end of a passport number
+    runs: list[str] = []
+    current: list[str] = []
+    for kind, value in _symbols(unicodedata.normalize("NFKC", text[:500])):
+        if kind in ("L", "D"):
+            current.append(value)
+        elif kind == "X":
+            if current:
+                runs.append("".join(current))
+            current = []
+    if current:
+        runs.append("".join(current))
+    best = max(runs, key=len, default="")
+    return SecondFactor(passport_last4=best[-4:].upper()) if len(best) >= 4 else None
+
+
+# --- applications and where they are looked up ------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Application:
     number: str
     status_en: str
     status_zh: str
     updated: str  # ISO date
+    date_of_birth: str | None = None  # ISO date: the applicant's, one of the two second factors
+    passport_last4: str | None = None  # the last four characters of the applicant's passport, upper-case
 
     def status(self, language: str) -> str:
         return self.status_zh if language == "zh" else self.status_en
+
+    def verified_by(self, factor: SecondFactor) -> bool:
+        """Either factor matching is enough; compared in constant time."""
+        if self.date_of_birth and any(d.isoformat() == self.date_of_birth for d in factor.dates):
+            return True
+        return bool(self.passport_last4 and factor.passport_last4
+                    and hmac.compare_digest(self.passport_last4.encode(), factor.passport_last4.encode()))
+
+
+class ApplicationLookup(Protocol):
+    """What the router needs from wherever applications are kept. Called from a routing worker thread."""
+
+    def find(self, number: ApplicationNumber) -> Application | None:
+        """Exact match; a number said without its letters matches on the digits when exactly one does."""
+
+
+def digits_of(number: str) -> str:
+    return re.sub(r"\D", "", number)
+
+
+class InMemoryApplications:
+    """Applications held in memory (from the demonstration file): `hotline ask`, tests, a router without a store."""
+
+    def __init__(self, applications: Iterable[Application] = ()) -> None:
+        self._by_number = {a.number: a for a in applications}
+
+    @classmethod
+    def from_file(cls, path: Path | None) -> "InMemoryApplications":
+        return cls(read_applications_file(path) if path is not None and Path(path).is_file() else ())
+
+    def __len__(self) -> int:
+        return len(self._by_number)
+
+    def find(self, number: ApplicationNumber) -> Application | None:
+        found = self._by_number.get(number.canonical)
+        if found is None:
+            same = [a for a in self._by_number.values() if digits_of(a.number) == number.digits]
+            found = same[0] if len(same) == 1 else None
+        return found
 
 
 class ApplicationFileError(ValueError):
@@ -169,10 +385,12 @@ class ApplicationFileError(ValueError):
 
 _NUMBER_RE = re.compile(r"^[A-Z]{0,3}[0-9]{6,20}$")
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_LAST4_RE = re.compile(r"^[A-Z0-9]{4}$")
 
 
 def read_applications_file(path: Path) -> list[Application]:
-    """Validate `applications: [{number, status_en, status_zh, updated}]`; errors name the item."""
+    """Validate `applications: [{number, status_en, status_zh, updated, date_of_birth and/or passport_last4}]`;
+    errors name the item. An application without a second factor could never be looked up, so it is refused."""
     path = Path(path)
     if not path.is_file():
         raise ApplicationFileError(f"applications file not found: {path}")
@@ -201,66 +419,15 @@ def read_applications_file(path: Path) -> list[Application]:
         updated = str(item.get("updated", ""))
         if not _DATE_RE.match(updated):
             raise ApplicationFileError(f"{where}: 'updated' must be a date YYYY-MM-DD")
-        out.append(Application(number, item["status_en"].strip(), item["status_zh"].strip(), updated))
+        birth = item.get("date_of_birth")
+        birth = birth.isoformat() if isinstance(birth, dt.date) else (str(birth) if birth is not None else None)
+        if birth is not None and (not _DATE_RE.match(birth) or _date(*map(int, birth.split("-"))) is None):
+            raise ApplicationFileError(f"{where}: 'date_of_birth' must be a date YYYY-MM-DD")
+        last4 = item.get("passport_last4")
+        last4 = str(last4).upper() if last4 is not None else None
+        if last4 is not None and not _LAST4_RE.match(last4):
+            raise ApplicationFileError(f"{where}: 'passport_last4' must be 4 letters or digits")
+        if birth is None and last4 is None:
+            raise ApplicationFileError(f"{where}: needs 'date_of_birth' or 'passport_last4' (the second factor)")
+        out.append(Application(number, item["status_en"].strip(), item["status_zh"].strip(), updated, birth, last4))
     return out
-
-
-class ApplicationStore:
-    """Work-permit applications in a SQLite file; one connection, guarded by a lock (lookups are sub-millisecond)."""
-
-    def __init__(self, *, path: Path | str) -> None:
-        self.path = Path(path)
-        if str(path) != ":memory:":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(path), check_same_thread=False)
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS applications ("
-            " number TEXT PRIMARY KEY, digits TEXT NOT NULL, status_en TEXT NOT NULL, status_zh TEXT NOT NULL,"
-            " updated TEXT NOT NULL)"
-        )
-        self._db.execute("CREATE INDEX IF NOT EXISTS applications_digits ON applications(digits)")
-        self._db.commit()
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-    def count(self) -> int:
-        with self._lock:
-            return int(self._db.execute("SELECT COUNT(*) FROM applications").fetchone()[0])
-
-    def upsert(self, applications: Iterable[Application]) -> int:
-        rows = [(a.number, re.sub(r"\D", "", a.number), a.status_en, a.status_zh, a.updated) for a in applications]
-        with self._lock, self._db:
-            self._db.executemany(
-                "INSERT INTO applications(number, digits, status_en, status_zh, updated) VALUES (?, ?, ?, ?, ?)"
-                " ON CONFLICT(number) DO UPDATE SET digits=excluded.digits, status_en=excluded.status_en,"
-                " status_zh=excluded.status_zh, updated=excluded.updated",
-                rows,
-            )
-        return len(rows)
-
-    def find(self, number: ApplicationNumber) -> Application | None:
-        """Exact match; a number said without its letters matches on the digits when exactly one does."""
-        with self._lock:
-            row = self._db.execute(
-                "SELECT number, status_en, status_zh, updated FROM applications WHERE number = ?", (number.canonical,)
-            ).fetchone()
-            if row is None:
-                rows = self._db.execute(
-                    "SELECT number, status_en, status_zh, updated FROM applications WHERE digits = ? LIMIT 2",
-                    (number.digits,),
-                ).fetchall()
-                row = rows[0] if len(rows) == 1 else None
-        return Application(*row) if row else None
-
-
-def open_store(*, path: Path, demo_file: Path | None) -> ApplicationStore:
-    """Open the store; an empty store is filled with the demonstration applications (if the file exists)."""
-    store = ApplicationStore(path=path)
-    if store.count() == 0 and demo_file is not None and Path(demo_file).is_file():
-        n = store.upsert(read_applications_file(demo_file))
-        log.info("application store filled with demonstration applications", extra={"count": n})
-    return store
-

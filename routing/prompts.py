@@ -29,6 +29,7 @@ REQUIRED_KEYS = (
     "callback_offer",
     "callback_confirmed",
     "agent_unavailable",
+    "service_unavailable",
 )
 BILINGUAL_KEYS = ("greeting", "language_not_served")
 PROMPT_LANGUAGES = (*LANGUAGES, "both")

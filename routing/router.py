@@ -16,7 +16,16 @@ from datetime import date
 from routing.knowledge import KnowledgeBase, KnowledgeEntry, load_knowledge
 from routing.llm import ChatRewriter
 from routing.escalation import DialogState, PolicyConfig, PolicyInput, choose, is_agent_request
-from routing.progress import ApplicationNumber, ApplicationStore, open_store, parse_application_number
+from routing.progress import (
+    MAX_LOOKUPS_PER_CALL,
+    ApplicationLookup,
+    ApplicationNumber,
+    InMemoryApplications,
+    SecondFactor,
+    parse_application_number,
+    parse_dates,
+    parse_second_factor,
+)
 from routing.prompts import Prompts
 from routing.retrieval import HybridRetriever, Retrieval, Weights
 from routing.retrieval_embed import E5Embedder, Embedder
@@ -52,9 +61,19 @@ _DEFAULT_PROGRESS = {
         "zh": "申请编号 {number}：{status} 更新日期：{updated}。",
     },
     "progress_not_found": {
-        "en": "I could not find an application with the number {number}. Please check the number, "
+        "en": "I could not find an application with the number {number} and those details. Please check them, "
         "or I can put you through to a colleague.",
-        "zh": "没有查到编号为 {number} 的申请。请核对一下编号，或者我可以为您转接人工服务。",
+        "zh": "没有查到编号为 {number} 且信息相符的申请。请核对一下，或者我可以为您转接人工服务。",
+    },
+    "progress_ask_factor": {
+        "en": "Application {number}. To protect your data, please tell me your date of birth, or the last four "
+        "characters of your passport number.",
+        "zh": "申请编号 {number}。为了保护您的信息，请告诉我您的出生日期，或者护照号码的最后四位。",
+    },
+    "progress_lookup_limit": {
+        "en": "Sorry, I can't check more applications on this call. I'm putting you through to an agent. "
+        "Please hold.",
+        "zh": "抱歉，本次通话不能再查询更多申请了，正在为您转接人工服务，请稍候。",
     },
 }
 _DEFAULT_OUT_OF_SCOPE = {
@@ -126,13 +145,13 @@ class Router:
         kb: KnowledgeBase,
         prompts: Prompts,
         retriever: HybridRetriever,
-        store: ApplicationStore | None,
+        applications: ApplicationLookup | None,
         rewriter: ChatRewriter | None = None,
     ) -> None:
         self.settings = settings
         self.index = KnowledgeIndex(kb, retriever, tuple(e for e in kb.entries if e.topic == OUT_OF_SCOPE))
         self.prompts = prompts
-        self.store = store
+        self.applications = applications  # the server puts its main store here (server/store/applications.py)
         self.rewriter = rewriter
         self.policy = PolicyConfig(
             answer_threshold=settings.answer_threshold,
@@ -164,21 +183,24 @@ class Router:
     def with_index(self, index: KnowledgeIndex) -> "Router":
         """A router deciding on another index (a preview of unpublished edits); shares everything else."""
         other = Router(settings=self.settings, kb=index.kb, prompts=self.prompts, retriever=index.retriever,
-                       store=self.store, rewriter=self.rewriter)
+                       applications=self.applications, rewriter=self.rewriter)
         other.index = index
         return other
 
     @classmethod
-    def load(cls, settings: RoutingSettings, *, embedder: Embedder | None = None) -> "Router":
-        """Load and validate the KB and prompts, open the application store, embed the KB (cached on disk)."""
+    def load(cls, settings: RoutingSettings, *, embedder: Embedder | None = None,
+             applications: ApplicationLookup | None = None) -> "Router":
+        """Load and validate the KB and prompts, embed the KB (cached on disk). `applications`: where look-ups go;
+        default: the demonstration applications in memory (the server gives its main store instead)."""
         kb = load_knowledge(settings.knowledge_dir)
         prompts = Prompts.load(settings.prompts_path)
         if embedder is None and settings.use_embeddings:
             embedder = E5Embedder(threads=settings.embedding_threads)
         retriever = _retriever(settings, kb, embedder)
-        store = open_store(path=settings.store_path, demo_file=settings.applications_path)
+        if applications is None:
+            applications = InMemoryApplications.from_file(settings.applications_path)
         rewriter = ChatRewriter(settings=settings.llm) if settings.llm.enabled else None
-        return cls(settings=settings, kb=kb, prompts=prompts, retriever=retriever, store=store, rewriter=rewriter)
+        return cls(settings=settings, kb=kb, prompts=prompts, retriever=retriever, applications=applications, rewriter=rewriter)
 
     def warm_up(self) -> None:
         """First-use costs (jieba's dictionary, the embedding engine) paid now rather than on a caller's turn."""
@@ -189,8 +211,6 @@ class Router:
         return DialogState()
 
     def close(self) -> None:
-        if self.store is not None:
-            self.store.close()
         if self.rewriter is not None:
             self.rewriter.close()
 
@@ -223,6 +243,8 @@ class Router:
 
         awaiting = state.awaiting_application_number
         state.awaiting_application_number = False
+        pending = state.pending_application
+        state.pending_application = None
         has_content = any(ch.isalnum() for ch in norm)
         retrieval = index.retriever.retrieve(raw) if other is None and has_content else Retrieval((), 0.0, "none")
         best = retrieval.best
@@ -233,10 +255,19 @@ class Router:
         # or in a question confidently about progress. Letters first (WP...) say it is one.
         about_progress = best is not None and best.entry.topic == WORK_PERMIT_PROGRESS and (
             best.score >= self.settings.answer_threshold)
-        if number is not None and (awaiting or number.letters or about_progress):
-            choose(PolicyInput(WORK_PERMIT_PROGRESS, 1.0, 1.0, "high", True, True, True, False, None), state,
-                   now=now, config=self.policy)
-            return self._progress(number, answer_lang)
+        progress_turn = PolicyInput(WORK_PERMIT_PROGRESS, 1.0, 1.0, "high", True, True, True, False, None)
+        if pending is not None and other is None and not agent_request:
+            # We asked for the second factor. A date is one even when it looks like a number (19900315); a number
+            # with its letters is a new application; anything else long enough is the end of a passport number.
+            factor = SecondFactor(dates=parse_dates(raw)) if parse_dates(raw) else None
+            if factor is None and not (number is not None and number.letters):
+                factor = parse_second_factor(raw)
+            if factor is not None:
+                choose(progress_turn, state, now=now, config=self.policy)
+                return self._progress(pending, factor, answer_lang, state)
+        if number is not None and (awaiting or pending is not None or number.letters or about_progress):
+            choose(progress_turn, state, now=now, config=self.policy)
+            return self._ask_second_factor(number, answer_lang, state)
 
         verdict = choose(
             PolicyInput(
@@ -312,12 +343,29 @@ class Router:
             return self._prompt(key, language, **params)
         return defaults[language].format(**params)
 
-    def _progress(self, number: ApplicationNumber, language: str) -> Decision:
-        application = self.store.find(number) if self.store is not None else None
-        spoken = number.spoken(language)
-        if application is None:
+    def _lookup_limit(self, language: str) -> Decision:
+        answer = self._fallback("progress_lookup_limit", _DEFAULT_PROGRESS["progress_lookup_limit"], language)
+        return Decision("agent", HUMAN_AGENT, None, language, answer, 1.0, 1.0, "application_lookup_limit")
+
+    def _ask_second_factor(self, number: ApplicationNumber, language: str, state: DialogState) -> Decision:
+        """A number alone is never looked up: the answer must not tell whether it exists (numbers can be walked)."""
+        if state.lookups >= MAX_LOOKUPS_PER_CALL:
+            return self._lookup_limit(language)
+        state.pending_application = number
+        answer = self._fallback("progress_ask_factor", _DEFAULT_PROGRESS["progress_ask_factor"], language,
+                                number=number.spoken(language))
+        return Decision("answer", WORK_PERMIT_PROGRESS, None, language, answer, 1.0, 1.0, "application_factor_needed")
+
+    def _progress(self, number: ApplicationNumber, factor: SecondFactor, language: str,
+                  state: DialogState) -> Decision:
+        state.lookups += 1
+        application = self.applications.find(number) if self.applications is not None else None
+        if application is None or not application.verified_by(factor):
+            # Unknown number and wrong factor get the same words: neither may be told apart by a caller.
+            if state.lookups >= MAX_LOOKUPS_PER_CALL:
+                return self._lookup_limit(language)
             answer = self._fallback("progress_not_found", _DEFAULT_PROGRESS["progress_not_found"], language,
-                                    number=spoken)
+                                    number=number.spoken(language))
             return Decision("answer", WORK_PERMIT_PROGRESS, None, language, answer, 1.0, 1.0,
                             "application_number_unknown")
         answer = self._fallback(

@@ -39,9 +39,9 @@ class RoutingSettings(BaseModel):
     # --- data files (supervisors edit these; validated at start-up) ---
     knowledge_dir: Path = Field(default_factory=lambda: _package_dir() / "knowledge")
     prompts_path: Path = Field(default_factory=lambda: _ROOT / "prompts" / "prompts.yaml")
+    # Demonstration work-permit applications: what `hotline ask` looks up, and what an empty main store is filled
+    # with at the server's start (real ones come in with `hotline applications import FILE`).
     applications_path: Path = Field(default_factory=lambda: _package_dir() / "data" / "applications.yaml")
-    # SQLite file of work-permit applications; created and filled with the demonstration applications if absent.
-    store_path: Path = Field(default_factory=lambda: _ROOT / "var" / "routing" / "applications.sqlite3")
     # KB embeddings are cached here, keyed by a hash of the KB text and the model (load: seconds -> milliseconds).
     cache_dir: Path | None = Field(default_factory=lambda: _ROOT / "var" / "cache" / "routing")
 

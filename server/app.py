@@ -16,6 +16,8 @@ from typing import Any, AsyncIterator, Callable
 from fastapi import FastAPI, WebSocket
 from fastapi.responses import JSONResponse, Response
 
+from server.cluster.presence import Presence
+from server.health import Health
 from server.logging import configure_logging
 from server.metrics import Metrics
 from server.knowledge.service import install_knowledge
@@ -24,6 +26,8 @@ from server.people.service import install_people
 from server.call.session import CallContext, CallSession
 from server.settings import Settings
 from server.store import Store
+from server.store.applications import StoreApplications, seed_demo_applications
+from server.store.models import utcnow
 from server.call.transports.connection import Connection
 from server.call.transports.native import NativeSerializer
 from server.call.transports.twilio import TwilioSerializer, signature_valid
@@ -62,12 +66,26 @@ def create_app(
         state = app.state
         state.ready = False
         state.load_error = None
-        store = Store(url=settings.db_url, echo=settings.db_echo)
+        started_at = utcnow()
+        process_id = app.state.process_id  # the same name in the queue's store and in the cluster's presence
+        store = Store(url=settings.db_url, echo=settings.db_echo, process_id=process_id)
         await store.migrate()
-        closed = await store.close_abandoned(reason="server_restart")
+        await seed_demo_applications(store, settings.routing.applications_path)
+        presence = await _start_presence(app, settings, store, process_id) if settings.redis_url else None
+        cluster_live = await _start_cluster_live(app, settings, presence) if presence is not None else None
+        if presence is None:
+            closed = await store.close_abandoned(reason="server_restart")
+        elif presence.redis_ok:  # other processes may be serving calls: only the calls of dead ones are closed
+            closed = await presence.close_orphans(started_at=started_at)
+        else:
+            closed = 0  # Redis not there yet: the sweeper closes what dead processes left once it is
         if closed:
             log.warning("calls left open by an earlier process were closed", extra={"count": closed})
+        health = Health(store=store, presence=presence, interval_s=settings.cluster.health_interval_s,
+                        timeout_s=settings.cluster.probe_timeout_s)
+        health.start()
         pools = build_pools(settings, metrics)
+        state.presence, state.health = presence, health
         state.store = store
         state.context = None
         state.loader = asyncio.create_task(_load(app, store, pools))
@@ -95,6 +113,13 @@ def create_app(
                 while context.sessions and time.monotonic() < deadline:
                     await asyncio.sleep(0.05)
             pools.shutdown()
+            await health.stop()
+            if cluster_live is not None:
+                await cluster_live.stop()
+                await cluster_live.redis.aclose()
+            if presence is not None:
+                await presence.stop()
+                await presence.redis.aclose()
             await store.close()
 
     async def _load(app: FastAPI, store: Store, pools: Any) -> None:
@@ -114,6 +139,8 @@ def create_app(
             metrics.errors.labels(kind="load").inc()
             return
         comps.timings["ready_s"] = round(time.perf_counter() - t0, 3)
+        if hasattr(comps.router, "applications"):  # look-ups go to the main store, shared by every process
+            comps.router.applications = StoreApplications(store=store, loop=asyncio.get_running_loop())
         app.state.context = CallContext(
             settings=settings, components=comps, pools=pools, store=store, metrics=metrics,
             queue=app.state.people.queue, sessions=app.state.people.observed_sessions(),
@@ -133,6 +160,8 @@ def create_app(
     app.state.metrics = metrics
     app.state.ready = False
     app.state.context = None
+    app.state.health = None
+    app.state.presence = None
 
     try:  # the browser softphone (server/web), when present
         from server.web.softphone import router as softphone_router
@@ -159,6 +188,9 @@ def create_app(
         if not app.state.ready or ctx is None:
             body = {"status": "error" if app.state.load_error else "loading", "error": app.state.load_error}
             return JSONResponse(body, status_code=503)
+        health: Health | None = app.state.health
+        if health is not None and not health.ok:
+            return JSONResponse({"status": "unavailable", "reasons": health.reasons()}, status_code=503)
         return JSONResponse({"status": "ready", "calls": len(ctx.sessions), "timings": ctx.components.timings})
 
     @app.get("/metrics")
@@ -189,10 +221,74 @@ def create_app(
             return
         connection = Connection(websocket=websocket, serializer=serializer, send_queue_max=settings.send_queue_max,
                                 send_timeout_s=settings.send_timeout_s)
-        session = CallSession(connection=connection, context=ctx)
+        health: Health | None = app.state.health
+        refusal = None if health is None or health.ok else "; ".join(health.reasons())
+        session = CallSession(connection=connection, context=ctx, refusal=refusal)
         await session.run()
 
     return app
+
+
+def cluster_prefix(settings: Settings) -> str:
+    return f"{settings.redis_prefix}:cluster:"
+
+
+async def _release_queue_parties(app: FastAPI, dead: str, _agents: list[str]) -> None:
+    """A process died: the agent queue takes over what it held (its agents' offers and calls go back to the
+    queue, its callers leave it: QueueRuntime.take_over, docs/queue.md); the sweeper has recorded its calls
+    as dropped already."""
+    people = getattr(app.state, "people", None)
+    if people is not None:
+        people.queue.take_over(dead)
+
+
+async def _start_presence(app: FastAPI, settings: Settings, store: Store, process_id: str) -> Presence:
+    import redis.asyncio as aioredis
+
+    timeout = settings.cluster.probe_timeout_s
+    client = aioredis.Redis.from_url(settings.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    presence = Presence(redis=client, store=store, process_id=process_id, settings=settings.cluster,
+                        prefix=cluster_prefix(settings), beat_url=settings.redis_url)
+    presence.on_process_lost.append(lambda dead, agents: _release_queue_parties(app, dead, agents))
+    await presence.start()
+    log.info("cluster presence started", extra={"process_id": process_id, "redis": presence.redis_ok})
+    return presence
+
+
+async def _start_cluster_live(app: FastAPI, settings: Settings, presence: Presence) -> Any:
+    """The bus and the cluster-wide live view (server/cluster/live.py), on a connection of their own: pub/sub
+    holds one, and its reads must not share the probes' short time-out."""
+    import redis.asyncio as aioredis
+
+    from server.cluster.bus import Bus
+    from server.cluster.live import ClusterLive, ClusterRemoteCalls
+
+    people = getattr(app.state, "people", None)
+    if people is None:
+        return None
+    client = aioredis.Redis.from_url(settings.redis_url, socket_connect_timeout=settings.cluster.probe_timeout_s)
+    bus = Bus(redis=client, prefix=cluster_prefix(settings), process_id=presence.process_id)
+    cluster_live = ClusterLive(redis=client, bus=bus, presence=presence, registry=people.live,
+                               local_context=lambda: app.state.context,
+                               interval_s=settings.cluster.heartbeat_interval_s, ttl_s=settings.cluster.heartbeat_ttl_s)
+    people.queue.remote = ClusterRemoteCalls(cluster_live)  # a caller and an agent on two processes hear each other
+    try:
+        await cluster_live.start()
+    except Exception as exc:  # noqa: BLE001 - Redis away at start: readiness says so, and the bus keeps trying
+        log.error("the cluster bus could not start; retrying", extra={"error": type(exc).__name__})
+
+        async def retry() -> None:
+            while True:
+                await asyncio.sleep(settings.cluster.heartbeat_interval_s)
+                try:
+                    await cluster_live.start()
+                    log.info("the cluster bus started")
+                    return
+                except Exception:  # noqa: BLE001
+                    continue
+
+        cluster_live.retrying = asyncio.create_task(retry(), name="cluster-bus-retry")
+    return cluster_live
 
 
 def _shutdown_end() -> Any:

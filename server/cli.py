@@ -10,8 +10,8 @@ import importlib
 import sys
 
 # Modules that expose `add_commands(subparsers)`; each sub-command sets `func(args) -> int`.
-COMMAND_MODULES = ("voice.cli", "voice.tts.cli", "routing.cli", "server.commands", "server.caller.cli",
-                   "server.people.users_cli", "server.people.queue_bench", "server.knowledge.cli")
+COMMAND_MODULES = ("voice.cli", "voice.tts.cli", "routing.cli", "server.commands", "server.store.cli", "server.caller.cli",
+                   "server.cluster.cli", "server.people.users_cli", "server.people.queue_bench", "server.knowledge.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -86,12 +86,41 @@ class PeopleSettings(BaseModel):
     acd: AcdSettings = Field(default_factory=AcdSettings)
     token_ttl_s: float = Field(default=12 * 3600, gt=0, le=30 * 24 * 3600)
     dev_mode: bool = False  # allows accounts made with `hotline users add --dev` to sign in; never in production
-    recordings: bool = True  # keep each call's audio as <recordings_dir>/<call_id>.wav
+    recordings: bool = True  # keep each call's audio (a WAV per call)
+    # Where: "folder" (<recordings_dir>/<call_id>.wav), "database" (table recordings: every process can play every
+    # call), "auto": the database when several processes share Redis (redis_url), else the folder.
+    recordings_storage: Literal["auto", "folder", "database"] = "auto"
     # None: beside the SQLite database (var/recordings with the default database), else var/recordings under the
-    # project root. Relative paths are taken from the project root.
+    # project root. Relative paths are taken from the project root. With several processes: a shared mount.
     recordings_dir: str | None = None
     agent_transcription: bool = True  # run the agent's microphone through a StreamingTranscriber too
     reply_lead_s: float = Field(default=0.3, ge=0)  # typed replies: audio sent this far ahead of real time
+    # An agent console whose connection drops keeps its place (state, offer, call: the caller waits on the line)
+    # this long: the console reconnects by itself (a process restart, a load balancer, a network blip).
+    console_grace_s: float = Field(default=15.0, ge=0, le=300)
+
+
+class ClusterSettings(BaseModel):
+    """Several processes as one hotline (server/cluster): presence in Redis, used only when `redis_url` is set.
+    Part of server Settings as `cluster`; its keys are under `<redis_prefix>:cluster:`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # A process refreshes its heartbeat every interval (from a thread of its own); it is dead for the others when
+    # the key expires (ttl). The sweep runs every sweep_interval_s, so a dead process's calls are closed within
+    # ttl + two sweeps (a missing heartbeat is confirmed once) + one database write: 5 + 2 + (under a second) < 10 s.
+    heartbeat_interval_s: float = Field(default=1.0, gt=0, le=30)
+    heartbeat_ttl_s: float = Field(default=5.0, gt=0, le=120)
+    sweep_interval_s: float = Field(default=1.0, gt=0, le=30)
+    # How often the database and Redis are probed for /readyz and the refusal of new calls.
+    health_interval_s: float = Field(default=1.0, gt=0, le=30)
+    probe_timeout_s: float = Field(default=2.0, gt=0, le=10)
+
+    @model_validator(mode="after")
+    def _ttl_covers_missed_beats(self) -> "ClusterSettings":
+        if self.heartbeat_ttl_s < 2 * self.heartbeat_interval_s:
+            raise ValueError("cluster.heartbeat_ttl_s must be at least twice heartbeat_interval_s")
+        return self
 
 
 class Settings(BaseSettings):
@@ -102,6 +131,7 @@ class Settings(BaseSettings):
     voice: VoiceSettings = Field(default_factory=VoiceSettings)
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
     people: PeopleSettings = Field(default_factory=PeopleSettings)  # agent queue, consoles, accounts
+    cluster: ClusterSettings = Field(default_factory=ClusterSettings)  # presence of processes (with redis_url)
 
     # --- HTTP ---
     host: str = "127.0.0.1"

@@ -38,6 +38,7 @@ PROMPTS = {
         "callback_offer": {"en": "Shall we call you back?", "zh": "需要回电吗？"},
         "callback_confirmed": {"en": "We will call you back.", "zh": "我们会给您回电。"},
         "agent_unavailable": {"en": "No one is free.", "zh": "暂时没有空闲的坐席。"},
+        "service_unavailable": {"en": "Sorry, we cannot take calls right now.", "zh": "抱歉，暂时无法接听。"},
     }
 }
 

@@ -84,6 +84,7 @@ class Console:
         self.ws = ws
         self.events: list[dict[str, Any]] = []
         self.audio = bytearray()
+        self.frames: list[bytes] = []  # the binary messages one by one (listen-in: each starts with its channel)
         self._changed = asyncio.Event()
         self.closed = False
         self._task = asyncio.create_task(self._read())
@@ -98,6 +99,7 @@ class Console:
             async for m in self.ws:
                 if isinstance(m, bytes):
                     self.audio += m
+                    self.frames.append(m)
                 else:
                     self.events.append(json.loads(m))
                 self._changed.set()

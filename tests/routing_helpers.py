@@ -14,7 +14,6 @@ def fixture_settings(tmp_path: Path, **overrides) -> RoutingSettings:
         knowledge_dir=FIXTURES / "knowledge",
         prompts_path=FIXTURES / "prompts.yaml",
         applications_path=FIXTURES / "applications.yaml",
-        store_path=tmp_path / "applications.sqlite3",
         cache_dir=tmp_path / "cache",
     )
     values.update(overrides)
@@ -22,7 +21,7 @@ def fixture_settings(tmp_path: Path, **overrides) -> RoutingSettings:
 
 
 def real_settings(tmp_path: Path, **overrides) -> RoutingSettings:
-    """The shipped KB, prompts and demo applications, with the store and cache in `tmp_path`."""
-    values = dict(store_path=tmp_path / "applications.sqlite3", cache_dir=REPO / "var" / "cache" / "routing")
+    """The shipped KB, prompts and demo applications (looked up in memory), with the shared embedding cache."""
+    values = dict(cache_dir=REPO / "var" / "cache" / "routing")
     values.update(overrides)
     return RoutingSettings(**values)

@@ -51,14 +51,19 @@ def test_safety_targets(report):
                                  "en"), ("申请编号是WP二零二六一一零零零一二三", "zh")],
 )
 def test_demo_application_is_read_back(router, text, language):
-    d = router.decide(text, language=language)
+    state = router.new_dialog()
+    ask = router.decide(text, language=language, state=state)
+    assert (ask.route, ask.reason, ask.language) == ("answer", "application_factor_needed", language)
+    d = router.decide("1990-03-15", language=language, state=state)  # the demo applicant's date of birth
     assert (d.route, d.topic, d.reason, d.language) == ("answer", "work_permit_progress", "application_lookup", language)
-    status = router.store.find(parse_application_number(text))
+    status = router.applications.find(parse_application_number(text))
     assert status is not None and status.status(language) in d.answer
 
 
 def test_unknown_application_offers_a_person(router):
-    d = router.decide("my application number is WP209912345678", language="en")
+    state = router.new_dialog()
+    router.decide("my application number is WP209912345678", language="en", state=state)
+    d = router.decide("the last four of my passport are 1 2 3 4", language="en", state=state)
     assert (d.topic, d.reason) == ("work_permit_progress", "application_number_unknown")
 
 

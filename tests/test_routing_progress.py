@@ -1,5 +1,8 @@
-"""Work-permit application numbers as spoken, and the SQLite store they are looked up in."""
+"""Work-permit application numbers and second factors as spoken, the applications file, the in-memory look-up.
+(The main store's side: tests/test_server_applications.py.)"""
 from __future__ import annotations
+
+import datetime as dt
 
 import pytest
 
@@ -7,9 +10,11 @@ from routing.progress import (
     Application,
     ApplicationFileError,
     ApplicationNumber,
-    ApplicationStore,
-    open_store,
+    InMemoryApplications,
+    SecondFactor,
     parse_application_number,
+    parse_dates,
+    parse_second_factor,
     read_applications_file,
 )
 from routing_helpers import FIXTURES
@@ -50,40 +55,57 @@ def test_digits_only_keeps_no_letters():
     assert parse_application_number("two zero two six one one zero zero zero one") == ApplicationNumber("", "2026110001")
 
 
-def test_store_import_find_and_update(tmp_path):
-    store = ApplicationStore(path=tmp_path / "a.sqlite3")
-    apps = read_applications_file(FIXTURES / "applications.yaml")
-    assert store.upsert(apps) == len(apps) and store.count() == len(apps)
-    found = store.find(WP)
+def test_in_memory_lookup_by_number_and_by_digits():
+    apps = InMemoryApplications.from_file(FIXTURES / "applications.yaml")
+    found = apps.find(WP)
     assert found is not None and found.number == "WP2026110001" and found.status("zh")
     # Said without its letters: still found when the digits are unique.
-    assert store.find(ApplicationNumber("", "2026110001")) == found
-    assert store.find(ApplicationNumber("WP", "9999999999")) is None
-    store.upsert([Application("WP2026110001", "Collected.", "已领取。", "2026-11-25")])
-    assert store.count() == len(apps) and store.find(WP).status_en == "Collected."
-    store.close()
-    # The file persists: a new store on the same path sees the data.
-    again = ApplicationStore(path=tmp_path / "a.sqlite3")
-    assert again.find(WP).updated == "2026-11-25"
-    again.close()
+    assert apps.find(ApplicationNumber("", "2026110001")) == found
+    assert apps.find(ApplicationNumber("WP", "9999999999")) is None
+    assert apps.find(ApplicationNumber("", "'; DROP TABLE applications; --")) is None
 
 
-def test_store_is_safe_against_injection(tmp_path):
-    store = open_store(path=tmp_path / "a.sqlite3", demo_file=FIXTURES / "applications.yaml")
-    before = store.count()
-    assert store.find(ApplicationNumber("WP", "1' OR '1'='1")) is None
-    assert store.find(ApplicationNumber("", "'; DROP TABLE applications; --")) is None
-    assert store.count() == before > 0
+@pytest.mark.parametrize(
+    "text",
+    ["1990-03-15", "15/03/1990", "03/15/1990", "19900315", "my date of birth is 15 March 1990",
+     "March 15th, 1990", "the fifteenth of March nineteen ninety", "march fifteen nineteen ninety",
+     "1990年3月15日", "一九九零年三月十五日", "我是一九九〇年三月十五号出生的", "１９９０年３月１５日"],
+)
+def test_spoken_dates_of_birth(text):
+    factor = parse_second_factor(text)
+    assert factor is not None and dt.date(1990, 3, 15) in factor.dates
 
 
-def test_open_store_fills_an_empty_store_once(tmp_path):
-    store = open_store(path=tmp_path / "s.sqlite3", demo_file=FIXTURES / "applications.yaml")
-    n = store.count()
-    store.upsert([Application("WP2026999999", "x", "x", "2026-01-01")])
-    store.close()
-    store = open_store(path=tmp_path / "s.sqlite3", demo_file=FIXTURES / "applications.yaml")
-    assert store.count() == n + 1, "an existing store is not re-seeded"
-    store.close()
+@pytest.mark.parametrize("text, year", [("two thousand and five, June 1st", 2005), ("June first twenty twelve", 2012),
+                                        ("1 June nineteen oh five", 1905)])
+def test_spoken_years(text, year):
+    assert parse_dates(text) == (dt.date(year, 6, 1),)
+
+
+@pytest.mark.parametrize(
+    "text, last4",
+    [("4821", "4821"), ("the last four are four eight two one", "4821"), ("后四位是4821", "4821"),
+     ("E 7 Q 3", "E7Q3"), ("my passport is E12344821", "4821"), ("护照后四位是幺洞六七", "1067")],
+)
+def test_passport_last_four(text, last4):
+    assert parse_second_factor(text) == SecondFactor(passport_last4=last4)
+
+
+@pytest.mark.parametrize("text", ["", "   ", "I don't know", "嗯", "12", "31 February 1990"])
+def test_no_second_factor(text):
+    factor = parse_second_factor(text)
+    assert factor is None or (not factor.dates and factor.passport_last4 is None)
+
+
+def test_either_factor_verifies_and_nothing_else_does():
+    app = InMemoryApplications.from_file(FIXTURES / "applications.yaml").find(WP)
+    assert app.verified_by(SecondFactor(dates=(dt.date(1990, 3, 15),)))
+    assert app.verified_by(SecondFactor(passport_last4="4821"))
+    assert not app.verified_by(SecondFactor(dates=(dt.date(1990, 3, 16),)))
+    assert not app.verified_by(SecondFactor(passport_last4="4822"))
+    assert not app.verified_by(SecondFactor())
+    only_birth = Application("WP1234567", "a", "b", "2026-01-01", date_of_birth="1985-11-02")
+    assert not only_birth.verified_by(SecondFactor(passport_last4="0000"))
 
 
 @pytest.mark.parametrize(
@@ -92,9 +114,16 @@ def test_open_store_fills_an_empty_store_once(tmp_path):
         ("applications: [{number: 'XYZW123', status_en: a, status_zh: b, updated: '2026-01-01'}]", "number"),
         ("applications: [{number: 'WP2026000001', status_zh: b, updated: '2026-01-01'}]", "status_en"),
         ("applications: [{number: 'WP2026000001', status_en: a, status_zh: b, updated: 'soon'}]", "updated"),
-        ("applications:\n - {number: 'WP2026000001', status_en: a, status_zh: b, updated: '2026-01-01'}\n"
-         " - {number: 'WP2026000001', status_en: a, status_zh: b, updated: '2026-01-01'}", "duplicate"),
+        ("applications:\n - {number: 'WP2026000001', status_en: a, status_zh: b, updated: '2026-01-01',"
+         " passport_last4: '1234'}\n - {number: 'WP2026000001', status_en: a, status_zh: b, updated: '2026-01-01',"
+         " passport_last4: '1234'}", "duplicate"),
         ("apps: []", "expected 'applications"),
+        ("applications: [{number: 'WP2026000001', status_en: a, status_zh: b, updated: '2026-01-01'}]",
+         "second factor"),
+        ("applications: [{number: 'WP2026000001', status_en: a, status_zh: b, updated: '2026-01-01',"
+         " date_of_birth: '1990-02-30'}]", "date_of_birth"),
+        ("applications: [{number: 'WP2026000001', status_en: a, status_zh: b, updated: '2026-01-01',"
+         " passport_last4: '12345'}]", "passport_last4"),
     ],
 )
 def test_bad_application_files(tmp_path, content, message):
@@ -102,19 +131,3 @@ def test_bad_application_files(tmp_path, content, message):
     path.write_text(content, encoding="utf-8")
     with pytest.raises(ApplicationFileError, match=message):
         read_applications_file(path)
-
-
-def test_import_command(tmp_path, capsys):
-    from server.cli import main
-
-    db = tmp_path / "cli.sqlite3"
-    assert main(["applications", "import", str(FIXTURES / "applications.yaml"), "--store", str(db)]) == 0
-    out = capsys.readouterr().out
-    assert "imported 2 applications" in out
-    store = ApplicationStore(path=db)
-    assert store.find(WP) is not None
-    store.close()
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("applications: [{number: nope}]", encoding="utf-8")
-    assert main(["applications", "import", str(bad), "--store", str(db)]) == 1
-    assert "error:" in capsys.readouterr().err

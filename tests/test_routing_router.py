@@ -163,18 +163,67 @@ def test_work_permit_progress_dialog(router, caplog):
     assert (ask.route, ask.topic) == ("answer", "work_permit_progress")
     said = router.decide("W P two zero two six one one zero zero zero one", language="en", state=state, now=5.0)
     _check(said)
-    assert (said.route, said.topic, said.reason) == ("answer", "work_permit_progress", "application_lookup")
-    assert "Approved" in said.answer and "20 November 2026" in said.answer
-    zh = router.decide("申请编号WP二零二六一一零零零二", language="zh")
-    _check(zh)
-    assert zh.reason == "application_lookup" and "正在审核" in zh.answer and "2026年11月18日" in zh.answer
-    unknown = router.decide("my application number is WP2026999999", language="en")
-    _check(unknown)
-    assert (unknown.topic, unknown.reason) == ("work_permit_progress", "application_number_unknown")
-    assert "colleague" in unknown.answer
-    # Caller-supplied numbers never appear in log text.
+    # The number alone is never looked up: the second factor is asked for first.
+    assert (said.route, said.topic, said.reason) == ("answer", "work_permit_progress", "application_factor_needed")
+    assert "Approved" not in said.answer and "date of birth" in said.answer
+    born = router.decide("March fifteenth, nineteen ninety", language="en", state=state, now=9.0)
+    _check(born)
+    assert (born.route, born.topic, born.reason) == ("answer", "work_permit_progress", "application_lookup")
+    assert "Approved" in born.answer and "20 November 2026" in born.answer
+    zh = router.new_dialog()
+    router.decide("申请编号WP二零二六一一零零零二", language="zh", state=zh)
+    found = router.decide("出生日期是一九八五年十一月二日", language="zh", state=zh)
+    _check(found)
+    assert found.reason == "application_lookup" and "正在审核" in found.answer and "2026年11月18日" in found.answer
+    unknown = router.new_dialog()
+    router.decide("my application number is WP2026999999", language="en", state=unknown)
+    missing = router.decide("1990-03-15", language="en", state=unknown)
+    _check(missing)
+    assert (missing.topic, missing.reason) == ("work_permit_progress", "application_number_unknown")
+    assert "colleague" in missing.answer
+    # Caller-supplied numbers and factors never appear in log text.
     for record in caplog.records:
-        assert "2026110001" not in record.getMessage() and "2026999999" not in record.getMessage()
+        for secret in ("2026110001", "2026999999", "1990", "4821"):
+            assert secret not in record.getMessage()
+
+
+def test_a_wrong_factor_sounds_like_an_unknown_number(router):
+    """Whether a number exists must not be learnt from the answer: a wrong factor gets the unknown number's words."""
+    def attempt(number: str, factor: str):
+        state = router.new_dialog()
+        router.decide(number, language="en", state=state)
+        return router.decide(factor, language="en", state=state)
+
+    wrong = attempt("WP2026110001", "the last four are 9 9 9 9")
+    absent = attempt("WP2026110009", "the last four are 9 9 9 9")
+    assert (wrong.reason, absent.reason) == ("application_number_unknown", "application_number_unknown")
+    assert wrong.answer.replace("0 0 0 1", "#") == absent.answer.replace("0 0 0 9", "#")
+    assert attempt("WP2026110001", "4821").reason == "application_lookup"
+
+
+def test_at_most_three_lookups_per_call_then_a_person(router):
+    state = router.new_dialog()
+    for i in range(2):
+        router.decide("WP2026110001", language="en", state=state)
+        assert router.decide(f"the last four are 000{i}", language="en", state=state).reason == \
+            "application_number_unknown"
+    router.decide("WP2026110001", language="en", state=state)
+    third = router.decide("4821", language="en", state=state)  # the right factor, third look-up: still answered
+    assert third.reason == "application_lookup"
+    fourth = router.decide("WP2026110002", language="en", state=state)
+    assert (fourth.route, fourth.reason) == ("agent", "application_lookup_limit")
+    # Three wrong factors: put through to a person at the third.
+    state = router.new_dialog()
+    reasons = []
+    for i in range(3):
+        router.decide("WP2026110001", language="en", state=state)
+        reasons.append(router.decide(f"1999-01-0{i + 1}", language="en", state=state))
+    assert [d.reason for d in reasons] == ["application_number_unknown"] * 2 + ["application_lookup_limit"]
+    assert reasons[-1].route == "agent" and "agent" in reasons[-1].answer
+    zh = router.new_dialog()
+    zh.lookups = 3
+    limit = router.decide("申请编号WP二零二六一一零零零二", language="zh", state=zh)
+    assert limit.route == "agent" and "人工" in limit.answer
 
 
 def test_a_number_alone_is_not_an_application_without_context(router):

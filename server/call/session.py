@@ -60,7 +60,7 @@ log = logging.getLogger("hotline.call")
 
 FRAME_BYTES = FRAME_SAMPLES * 2
 FRAME_S = FRAME_SAMPLES / SAMPLE_RATE
-CLOSE_NORMAL, CLOSE_POLICY, CLOSE_INTERNAL = 1000, 1008, 1011
+CLOSE_NORMAL, CLOSE_POLICY, CLOSE_INTERNAL, CLOSE_TRY_AGAIN = 1000, 1008, 1011, 1013
 CLEANUP_WAIT_S = 5.0  # how long an ending call waits for its stages to stop before it records the end anyway
 
 # ------------------------------------------------------------------ messages between the stages
@@ -86,7 +86,7 @@ class Speak:
     interruptible: bool = True
     decision: Decision | None = None  # for answers
     speech_end_wall: float | None = None  # for the response-time measurement (first segment of an answer)
-    then: str | None = None  # after playing: "hangup" (goodbye) | "queue" (hand over to the agent queue)
+    then: str | None = None  # after playing: "hangup" (goodbye) | "queue" (agent queue) | "refuse" (unavailable)
     # Synthesis started when the answer was decided, not when the speaker reaches it: (chunk iterator, first chunk).
     prefetch: "asyncio.Task[Any] | None" = None
     ack_by: float | None = None  # monotonic time by which, if no answer audio is ready, "one moment" is said
@@ -131,8 +131,12 @@ def _verdict_fields(v: Any) -> dict[str, Any]:
 
 
 class CallSession:
-    def __init__(self, *, connection: Connection, context: CallContext, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, *, connection: Connection, context: CallContext, clock: Callable[[], float] = time.monotonic,
+                 refusal: str | None = None) -> None:
         self.conn = connection
+        # Set when a shared service (database, Redis) is unreachable: the caller hears an apology and the call
+        # ends as error/service_unavailable instead of starting a dialog the service could not finish.
+        self.refusal = refusal
         self.ctx = context
         self.settings = context.settings
         self.metrics = context.metrics
@@ -195,7 +199,7 @@ class CallSession:
                 if self.protocol != "native":
                     self._control_now(EndCall("error", "no_start_event", CLOSE_POLICY))
             if self._end is None:
-                await self._begin()
+                await (self._refuse() if self.refusal is not None else self._begin())
             await self._ended.wait()
         except asyncio.CancelledError:  # server shutting down
             self._finish_reason(EndCall("dropped", "server_shutdown", 1001))
@@ -239,6 +243,21 @@ class CallSession:
         self._spawn(self._dialog(), "dialog")
         self._spawn(self._speaker(), "speaker")
         self._spawn(self._timer(), "timer")
+
+    async def _refuse(self) -> None:
+        """Apologise in the caller's language first, then the other, and close with 1013 (try again later)."""
+        start = self._start_msg or StartCall()
+        self.language_hint = start.language
+        self.recorder.event("refused", {"protocol": self.protocol, "reason": "service_unavailable"})
+        self.metrics.errors.labels(kind="refused_unavailable").inc()
+        self._send(CallStarted(call_id=self.call_id, languages=tuple(self.settings.languages)))
+        self._send(ErrorOut(code="service_unavailable",
+                            message="the service cannot take new calls right now; please call again in a few minutes"))
+        order = [start.language] if start.language in self.settings.languages else []
+        order += [lang for lang in self.settings.languages if lang not in order]
+        for i, lang in enumerate(order):
+            self._say("service_unavailable", lang, interruptible=False, then="refuse" if i == len(order) - 1 else None)
+        self._spawn(self._speaker(), "speaker")
 
     def _spawn(self, coro: Any, name: str) -> None:
         task = asyncio.create_task(self._guard(coro, name), name=f"{name}-{self.call_id[:8]}")
@@ -538,9 +557,10 @@ class CallSession:
                 continue  # a barge-in cancelled this item; keep serving the queue
             finally:
                 self._playing = None
-            if item.then == "hangup":
+            if item.then in ("hangup", "refuse"):
                 await asyncio.sleep(max(0.0, self._playback_end - self.clock()))
-                self._control_now(EndCall("no_input", "no_input"))
+                self._control_now(EndCall("no_input", "no_input") if item.then == "hangup"
+                                  else EndCall("error", "service_unavailable", CLOSE_TRY_AGAIN))
 
     async def _play(self, item: Speak) -> None:
         synth = self.ctx.components.synthesizer

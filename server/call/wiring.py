@@ -20,7 +20,7 @@ log = logging.getLogger("hotline.wiring")
 
 # The fixed prompts a call may need before anything else; ready before /readyz says so.
 CALL_PROMPTS = ("greeting", "one_moment", "repeat", "transferring", "no_answer_transfer", "please_hold",
-                "language_not_served", "no_input_reprompt", "goodbye")
+                "language_not_served", "no_input_reprompt", "goodbye", "service_unavailable")
 
 
 @dataclass

@@ -13,7 +13,6 @@ import json
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
-from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
@@ -341,22 +340,22 @@ async def call_detail(call_id: str, request: Request, who: Annotated[Principal, 
         raise HTTPException(status_code=404, detail="no such call")
     if who.role != "agent":
         await _people(request).auth.audit(who, "read_transcript", call_id=call_id)
-    recordings = _people(request).recordings_dir
-    has_recording = bool(recordings and (recordings / f"{call_id}.wav").is_file())
+    recordings = _people(request).recordings
+    has_recording = bool(recordings is not None and await recordings.exists(call_id))
     return TranscriptOut(call=TranscriptCallOut(**data["call"]), turns=[TranscriptTurnOut(**t) for t in data["turns"]],
                          decisions=data["decisions"], masked=masked, recording=has_recording)
 
 
 @router.get("/calls/{call_id}/recording")
-async def recording(call_id: str, request: Request, who: Annotated[Principal, require("calls.review")]) -> FileResponse:
+async def recording(call_id: str, request: Request, who: Annotated[Principal, require("calls.review")]) -> Response:
     if not call_id.isalnum() or len(call_id) > 64:
         raise HTTPException(status_code=404, detail="no such recording")
-    recordings = _people(request).recordings_dir
-    path = recordings / f"{call_id}.wav" if recordings else None
-    if path is None or not path.is_file():
+    recordings = _people(request).recordings
+    wav = await recordings.load(call_id) if recordings is not None else None
+    if wav is None:
         raise HTTPException(status_code=404, detail="no recording of this call")
     await _people(request).auth.audit(who, "play_recording", call_id=call_id)
-    return FileResponse(path, media_type="audio/wav", headers={"Cache-Control": "no-store"})
+    return Response(wav, media_type="audio/wav", headers={"Cache-Control": "no-store"})
 
 
 @router.get("/agent/calls", response_model=CallListOut)

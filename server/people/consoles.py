@@ -148,11 +148,19 @@ async def agent_console(websocket: WebSocket) -> None:
         return
     people = websocket.app.state.people
     runtime = people.queue
-    sub = Subscriber(maxsize=1000)
-    writer = asyncio.create_task(_writer(websocket, sub))
     languages = tuple(x for x in principal.languages if x in ("en", "zh")) or ("en",)
-    sub.put({"event": "hello", "user": {"name": principal.name, "role": principal.role, "languages": list(languages)}})
-    link = runtime.connect_agent(name=principal.name, languages=languages, sub=sub)  # then agent.state: away
+    link = _resume(people, runtime, principal.name)
+    sub = link.sub if link is not None else Subscriber(maxsize=1000)
+    writer = asyncio.create_task(_writer(websocket, sub))
+    sub.put({"event": "hello", "user": {"name": principal.name, "role": principal.role, "languages": list(languages)},
+             "resumed": link is not None})
+    if link is None:
+        link = runtime.connect_agent(name=principal.name, languages=languages, sub=sub)  # then agent.state: away
+    else:
+        _resent_state(runtime, link)
+    presence = getattr(websocket.app.state, "presence", None)  # several processes: the console's heartbeat
+    if presence is not None:
+        await presence.agent_connected(principal.name)
     sub.put({"event": "queue", **runtime.queue_view(masked=True), "agents": None})
 
     def audio(data: bytes) -> None:
@@ -171,7 +179,13 @@ async def agent_console(websocket: WebSocket) -> None:
         pass
     finally:
         if runtime.agents.get(principal.name) is link:
-            runtime.disconnect_agent(principal.name)
+            grace = people.settings.console_grace_s
+            if grace > 0:  # (a console replaced by another one is no longer the agent's link: no grace)
+                _hold(people, runtime, principal.name, link, grace, presence)
+            else:
+                runtime.disconnect_agent(principal.name)
+                if presence is not None:
+                    await presence.agent_disconnected(principal.name)
         writer.cancel()
         await asyncio.gather(writer, return_exceptions=True)
         if websocket.application_state != WebSocketState.DISCONNECTED:
@@ -179,6 +193,58 @@ async def agent_console(websocket: WebSocket) -> None:
                 await websocket.close()
             except Exception:
                 pass
+
+
+def _holds(people: Any) -> dict[str, tuple[Any, asyncio.Task[None]]]:
+    if not hasattr(people, "console_holds"):
+        people.console_holds = {}
+    return people.console_holds
+
+
+def _hold(people: Any, runtime: Any, name: str, link: Any, grace: float, presence: Any) -> None:
+    """Keep the agent's place in the queue (and its call) while the console reconnects; sign out after `grace`."""
+
+    async def expire() -> None:
+        await asyncio.sleep(grace)
+        _holds(people).pop(name, None)
+        if runtime.agents.get(name) is link:
+            runtime.disconnect_agent(name)
+            if presence is not None:
+                await presence.agent_disconnected(name)
+
+    old = _holds(people).pop(name, None)
+    if old is not None:
+        old[1].cancel()
+    _holds(people)[name] = (link, asyncio.get_running_loop().create_task(expire()))
+
+
+def _resume(people: Any, runtime: Any, name: str) -> Any:
+    """The link kept for an agent whose console is reconnecting, or None."""
+    held = _holds(people).pop(name, None)
+    if held is None:
+        return None
+    link, task = held
+    task.cancel()
+    if runtime.agents.get(name) is not link:
+        return None
+    # Audio queued while no one listened is stale; the events (offers, transcript lines) are kept.
+    kept = []
+    while not link.sub.queue.empty():
+        item = link.sub.queue.get_nowait()
+        if not isinstance(item, (bytes, bytearray)):
+            kept.append(item)
+    for item in kept:
+        link.sub.put(item)
+    return link
+
+
+def _resent_state(runtime: Any, link: Any) -> None:
+    """What a console that reconnected needs to show again: the queue, and the call it is on."""
+    link.sub.put({"event": "queue", **runtime.queue_view(masked=True), "agents": None})
+    link.sub.put({"event": "agent.state", "state": runtime.agent_state(link.name)})
+    if link.call_id is not None:
+        link.sub.put({"event": "call.connected", "call_id": link.call_id, "resumed": True,
+                      "transcript": runtime.transcript_of(link.call_id, masked=False)})
 
 
 async def _agent_message(runtime: Any, principal: Principal, link: Any, sub: Subscriber, msg: dict[str, Any]) -> None:
@@ -240,7 +306,7 @@ async def supervisor_console(websocket: WebSocket) -> None:
     async def live_loop() -> None:
         while True:
             now = people.live.clock()
-            sub.put({"event": "live", "calls": [c.summary(now) for c in list(people.live.calls.values())]})
+            sub.put({"event": "live", "calls": people.live.summaries(now)})
             await asyncio.sleep(1.0)
 
     ticker = asyncio.create_task(live_loop())

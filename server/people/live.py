@@ -1,5 +1,5 @@
 """Live view of every call in progress: its transcript as it happens, audio taps (listen-in, the agent bridge) and
-the call's recording (var/recordings/<call_id>.wav).
+the call's recording (a WAV per call, in a folder or the database: server/store/recordings.py).
 
 `LiveRegistry.attach(session)` hooks one CallSession at its connection: everything the caller sends (audio, keys,
 hang-up) and everything the service sends back (transcripts, answers, speech and its text) passes through the
@@ -9,6 +9,7 @@ call: subscribers get messages through bounded queues, and a full queue drops au
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import time
 import wave
@@ -75,15 +76,14 @@ class Recording:
             out[at : at + len(x)] += x
         return np.clip(out, -32768, 32767).astype("<i2")
 
-    def write(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".wav.part")
-        with wave.open(str(tmp), "wb") as w:
+    def wav(self) -> bytes:
+        out = io.BytesIO()
+        with wave.open(out, "wb") as w:
             w.setnchannels(1)
             w.setsampwidth(2)
             w.setframerate(SAMPLE_RATE)
             w.writeframes(self.mix().tobytes())
-        tmp.replace(path)
+        return out.getvalue()
 
 
 @dataclass
@@ -136,14 +136,30 @@ class Subscriber:
 
 
 class LiveRegistry:
-    def __init__(self, *, recordings_dir: Path | None, clock: Callable[[], float] = time.monotonic) -> None:
-        self.recordings_dir = recordings_dir
+    def __init__(self, *, recordings: Any = None, recordings_dir: Path | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if recordings is None and recordings_dir is not None:  # a folder given as such (tests, one process)
+            from server.store.recordings import FolderRecordings
+
+            recordings = FolderRecordings(recordings_dir)
+        self.recordings = recordings  # server.store.recordings.RecordingStore, or None: not recorded
         self.clock = clock
-        self.calls: dict[str, LiveCall] = {}
+        self.calls: dict[str, LiveCall] = {}  # the calls this process holds
         self.on_end: list[Callable[[LiveCall], None]] = []
+        self.cluster: Any = None  # server.cluster.live.ClusterLive with several processes: their calls too
 
     def get(self, call_id: str) -> LiveCall | None:
-        return self.calls.get(call_id)
+        """A call of this process, or (several processes) one another process holds, seen through the bus."""
+        live = self.calls.get(call_id)
+        if live is None and self.cluster is not None:
+            live = self.cluster.remote_call(call_id)
+        return live
+
+    def summaries(self, now: float) -> list[dict[str, Any]]:
+        """Every live call for the supervisors' view: this process's, and with several processes every process's."""
+        if self.cluster is not None:
+            return self.cluster.summaries(now)
+        return [c.summary(now) for c in list(self.calls.values())]
 
     def attach(self, session: Any) -> LiveCall:
         """Tap a session's connection. Idempotent."""
@@ -151,7 +167,7 @@ class LiveRegistry:
         if existing is not None:
             return existing
         live = LiveCall(call_id=session.call_id, session=session, started_wall=time.time(), started=self.clock(),
-                        recording=Recording(clock=self.clock) if self.recordings_dir is not None else None)
+                        recording=Recording(clock=self.clock) if self.recordings is not None else None)
         self.calls[session.call_id] = live
         conn = session.conn
         receive, send, close = conn.receive, conn.send, conn.close
@@ -231,6 +247,10 @@ class LiveRegistry:
             self.publish(live, {"event": "call.ended", "call_id": live.call_id, "state": m.state, "reason": m.reason})
 
     def add_entry(self, live: LiveCall, entry: TranscriptEntry) -> None:
+        forward = getattr(live, "forward_entry", None)
+        if forward is not None:  # a call another process holds: its transcript lives there (and comes back here)
+            forward(entry)
+            return
         live.transcript.append(entry)
         del live.transcript[:-1000]
         for fn in list(live.on_transcript):
@@ -249,9 +269,9 @@ class LiveRegistry:
                 fn(live)
             except Exception:
                 log.exception("end-of-call hook failed")
-        if live.recording is not None and self.recordings_dir is not None and (live.recording.caller or live.recording.line):
-            path = self.recordings_dir / f"{live.call_id}.wav"
+        if live.recording is not None and self.recordings is not None and (live.recording.caller or live.recording.line):
             try:
-                await asyncio.to_thread(live.recording.write, path)
+                wav = await asyncio.to_thread(live.recording.wav)
+                await self.recordings.save(live.call_id, wav)
             except Exception:
                 log.exception("recording could not be written")

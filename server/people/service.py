@@ -24,6 +24,7 @@ from server.people.live import LiveRegistry
 from server.people.queue_runtime import QueueRuntime
 from server.people.queue_store import make_queue_store, new_process_id
 from server.settings import PeopleSettings
+from server.store.recordings import DatabaseRecordings, FolderRecordings, RecordingStore
 
 log = logging.getLogger("hotline.people")
 
@@ -54,17 +55,29 @@ def recordings_folder(settings: PeopleSettings, *, project_root: Path, db_url: s
     return project_root / "var" / "recordings"
 
 
+def recordings_store(settings: PeopleSettings, *, store: Any, folder: Path | None, shared: bool) -> RecordingStore | None:
+    """The folder or the database (`recordings_storage`); "auto" is the database when processes share Redis."""
+    if not settings.recordings:
+        return None
+    where = settings.recordings_storage
+    if where == "database" or (where == "auto" and shared):
+        return DatabaseRecordings(store)
+    return FolderRecordings(folder) if folder is not None else None
+
+
 class DevAccountsPresent(RuntimeError):
     pass
 
 
 class PeopleService:
     def __init__(self, *, app: FastAPI, settings: PeopleSettings, project_root: Path, queue_store: QueueStore,
-                 db_url: str = "") -> None:
+                 db_url: str = "", redis: bool = False) -> None:
         self.settings = settings
         self.store = _AppStore(app)
         self.recordings_dir = recordings_folder(settings, project_root=project_root, db_url=db_url)
-        self.live = LiveRegistry(recordings_dir=self.recordings_dir)
+        # With Redis (several processes) recordings go to the database by default: every process plays every call.
+        self.recordings = recordings_store(settings, store=self.store, folder=self.recordings_dir, shared=redis)
+        self.live = LiveRegistry(recordings=self.recordings)
         self.queue_store = queue_store
         # A shared queue needs a time every process reads alike: the wall clock (routing/queue/store.py).
         shared = hasattr(queue_store, "follow")
@@ -129,7 +142,7 @@ def install_people(app: FastAPI, settings: Any, *, people: PeopleSettings | None
     if queue_store is None:
         queue_store = make_queue_store(settings, process_id=new_process_id(), acd=people.acd)
     service = PeopleService(app=app, settings=people, project_root=project_root(), queue_store=queue_store,
-                            db_url=getattr(settings, "db_url", ""))
+                            db_url=getattr(settings, "db_url", ""), redis=bool(getattr(settings, "redis_url", None)))
     app.state.people = service
     app.state.auth = service.auth
     app.include_router(api_router)

@@ -37,8 +37,11 @@ def run_migrations(url: str) -> None:
 
 
 class Store:
-    def __init__(self, *, url: str, echo: bool = False) -> None:
+    def __init__(self, *, url: str, echo: bool = False, process_id: str | None = None) -> None:
         self.url = url
+        self.process_id = process_id  # written on every call this process creates (server/cluster)
+        # Writers of ended calls still waiting for an unreachable database (server/store/recorder.py).
+        self.pending_writers: set[asyncio.Task[None]] = set()
         path = _sqlite_path(url)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -51,18 +54,25 @@ class Store:
     async def migrate(self) -> None:
         await asyncio.to_thread(run_migrations, self.url)
 
-    async def close(self) -> None:
+    async def close(self, *, pending_timeout_s: float = 5.0) -> None:
+        if self.pending_writers:
+            await asyncio.wait(set(self.pending_writers), timeout=pending_timeout_s)
+            for task in self.pending_writers:
+                task.cancel()  # the database did not return in time: these writes are lost, and logged as such
         await self.engine.dispose()
 
     # ------------------------------------------------------------ writes
 
     async def create_call(self, *, call_id: str, protocol: str, started_at: dt.datetime | None = None, **fields: Any) -> None:
         async with self.sessions.begin() as s:
+            fields.setdefault("process_id", self.process_id)
             s.add(Call(id=call_id, protocol=protocol, state=ACTIVE, started_at=started_at or utcnow(), **fields))
 
     async def update_call(self, call_id: str, **fields: Any) -> None:
+        """Only a call still open changes: once ended (by itself, or by a survivor that found its process dead) its
+        one final state stays, whatever late write arrives."""
         async with self.sessions.begin() as s:
-            await s.execute(update(Call).where(Call.id == call_id).values(**fields))
+            await s.execute(update(Call).where(Call.id == call_id, Call.ended_at.is_(None)).values(**fields))
 
     async def add_turn(self, *, call_id: str, **fields: Any) -> None:
         async with self.sessions.begin() as s:
@@ -91,6 +101,37 @@ class Store:
                 update(Call).where(Call.ended_at.is_(None)).values(state="dropped", reason=reason, ended_at=utcnow())
             )
             return result.rowcount or 0
+
+    async def drop_calls_of(self, process_id: str, *, reason: str = "process_lost") -> list[str]:
+        """The open calls of a process that died end as dropped. Conditional (only calls still open), so that
+        several survivors sweeping at once, or the process's own late write, still leave exactly one final state."""
+        async with self.sessions.begin() as s:
+            ids = list((await s.execute(
+                select(Call.id).where(Call.process_id == process_id, Call.ended_at.is_(None)))).scalars())
+            if not ids:
+                return []
+            result = await s.execute(
+                update(Call)
+                .where(Call.id.in_(ids), Call.ended_at.is_(None))
+                .values(state="dropped", reason=reason[:64], ended_at=utcnow())
+                .returning(Call.id)
+            )
+            return list(result.scalars())
+
+    async def close_orphans(self, *, live: set[str], before: dt.datetime, reason: str = "process_lost") -> int:
+        """At start-up with several processes: calls left open by processes no longer alive (started before this
+        process, so that a call a new process has just created is never taken for an orphan)."""
+        async with self.sessions.begin() as s:
+            cond = [Call.ended_at.is_(None), Call.started_at < before]
+            if live:
+                cond.append((Call.process_id.is_(None)) | (Call.process_id.not_in(sorted(live))))
+            result = await s.execute(update(Call).where(*cond).values(state="dropped", reason=reason, ended_at=utcnow()))
+            return result.rowcount or 0
+
+    async def ping(self) -> None:
+        """One round trip to the database (readiness)."""
+        async with self.engine.connect() as conn:
+            await conn.exec_driver_sql("SELECT 1")
 
     # ------------------------------------------------------------ reads
 

@@ -5,7 +5,20 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, CheckConstraint, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 ACTIVE = "active"
@@ -33,7 +46,10 @@ _STATE_LIST = ", ".join(f"'{s}'" for s in STATES)
 
 class Call(Base):
     __tablename__ = "calls"
-    __table_args__ = (CheckConstraint(f"state IN ({_STATE_LIST})", name="ck_calls_state"),)
+    __table_args__ = (
+        CheckConstraint(f"state IN ({_STATE_LIST})", name="ck_calls_state"),
+        Index("ix_calls_process_open", "process_id", "ended_at"),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     protocol: Mapped[str] = mapped_column(String(16))
@@ -48,6 +64,8 @@ class Call(Base):
     stream_id: Mapped[str | None] = mapped_column(String(64))
     queued_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     queue_language: Mapped[str | None] = mapped_column(String(16))
+    # The process that holds the caller's connection (server/cluster): when it dies, the others close its calls.
+    process_id: Mapped[str | None] = mapped_column(String(64))
 
 
 class Turn(Base):
@@ -95,3 +113,32 @@ class CallEvent(Base):
     at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     kind: Mapped[str] = mapped_column(String(32))  # started, barge_in, dtmf, queued, error, ended ...
     data: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class ApplicationRow(Base):
+    """A work-permit application the hotline can read back (routing.progress.Application), in the main store so that
+    every process sees the same ones. The second factor is kept as little as it needs to be: the date of birth and
+    only the last four characters of the passport."""
+
+    __tablename__ = "applications"
+
+    number: Mapped[str] = mapped_column(String(24), primary_key=True)  # letters upper-case, then digits
+    digits: Mapped[str] = mapped_column(String(24), index=True)  # a number said without its letters
+    status_en: Mapped[str] = mapped_column(Text)
+    status_zh: Mapped[str] = mapped_column(Text)
+    updated: Mapped[str] = mapped_column(String(10))  # ISO date
+    date_of_birth: Mapped[str | None] = mapped_column(String(10))  # ISO date
+    passport_last4: Mapped[str | None] = mapped_column(String(4))
+    imported_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class RecordingRow(Base):
+    """A call's recording (a WAV file, 16 kHz mono) when recordings are kept in the database: every process can
+    serve it. No foreign key: the recording is saved as the call ends, possibly before its row is written."""
+
+    __tablename__ = "recordings"
+
+    call_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    wav: Mapped[bytes] = mapped_column(LargeBinary)
+    size: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

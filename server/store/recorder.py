@@ -3,6 +3,12 @@
 The session hands records to `CallRecorder` without waiting for the database; a single task per call writes them
 in order (the call row before its turns). At the end the session awaits `close()`, which drains what is queued, so
 a call that is cut off still keeps every finished turn and gets its final state.
+
+When the database is unreachable the writes wait, in order, and are retried with a back-off until it answers:
+the call goes on meanwhile (nothing on its path waits for the store). A call that ends during the outage leaves
+its writer running, registered on the store (`Store.pending_writers`), so its turns and final state are written
+when the database returns; the app's shutdown gives those writers a last chance before it closes the store.
+Only a write the database refuses as such (a constraint or data error: retrying cannot help) is given up.
 """
 from __future__ import annotations
 
@@ -11,6 +17,8 @@ import datetime as dt
 import logging
 from typing import Any, Awaitable, Callable
 
+from sqlalchemy.exc import DataError, IntegrityError, ProgrammingError
+
 from server.metrics import Metrics
 from server.store.db import Store
 from server.store.models import utcnow
@@ -18,6 +26,8 @@ from server.store.models import utcnow
 log = logging.getLogger("hotline.store")
 
 _STOP = object()
+_REFUSED = (IntegrityError, DataError, ProgrammingError)  # the database answered "no": retrying cannot help
+RETRY_MAX_S = 2.0  # back-off ceiling while the database is unreachable
 
 
 class CallRecorder:
@@ -71,30 +81,46 @@ class CallRecorder:
         return True
 
     async def close(self, timeout: float = 10.0) -> None:
+        """Wait for the queued writes; if the database is still away, leave the writer running (not lost)."""
         if self._task is None:
             return
         self._queue.put_nowait(_STOP)
         try:
             await asyncio.wait_for(asyncio.shield(self._task), timeout)
         except asyncio.TimeoutError:
-            log.error("store writes did not finish in time", extra={"pending": self._queue.qsize()})
-            self._task.cancel()
+            log.error("store writes still waiting for the database", extra={"pending": self._queue.qsize()})
+            pending = getattr(self.store, "pending_writers", None)
+            if pending is None:
+                self._task.cancel()
+                return
+            pending.add(self._task)
+            self._task.add_done_callback(pending.discard)
 
     async def _run(self) -> None:
         while True:
             job = await self._queue.get()
             if job is _STOP:
                 return
-            for attempt in range(3):
-                try:
-                    await job()
-                    break
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:  # a failed write must not end the call; it is logged and counted
-                    if attempt == 2:
-                        log.error("store write failed", extra={"error": type(exc).__name__, "detail": str(exc)[:200]})
-                        if self.metrics is not None:
-                            self.metrics.errors.labels(kind="store").inc()
-                    else:
-                        await asyncio.sleep(0.05 * (attempt + 1))
+            await self._write(job)
+
+    async def _write(self, job: Callable[[], Awaitable[Any]]) -> None:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                await job()
+                if attempt > 1:
+                    log.info("store write succeeded after retrying", extra={"attempts": attempt})
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a failed write must not end the call; it is logged and counted
+                refused = isinstance(exc, _REFUSED)
+                if attempt == 1 or (refused and attempt == 3):
+                    log.error("store write failed", extra={"error": type(exc).__name__, "detail": str(exc)[:200],
+                                                           "retrying": not (refused and attempt == 3)})
+                    if self.metrics is not None:
+                        self.metrics.errors.labels(kind="store").inc()
+                if refused and attempt >= 3:
+                    return
+                await asyncio.sleep(min(RETRY_MAX_S, 0.05 * 2 ** (attempt - 1)))

@@ -5,7 +5,7 @@
   const { el, lang, pill, secs, topicName, transcriptLine } = Hotline;
   const $ = (id) => document.getElementById(id);
   const state = { ws: null, user: null, offer: null, call: null, mic: null, muted: false, player: new Hotline.Player(),
-    timer: null, framesIn: 0, framesOut: 0 };
+    timer: null, framesIn: 0, framesOut: 0, wanted: null };
   window.hotlineAgent = state; // for tests and debugging
 
   function show(id, on) { $(id).classList.toggle("hidden", !on); }
@@ -56,12 +56,14 @@
 
   async function onConnected(ev) {
     clearOffer();
+    const resumed = ev.resumed && state.call && state.call.call_id === ev.call_id;
     state.call = ev;
     $("call-language").replaceChildren(lang(ev.language));
     $("call-topic").textContent = topicName(ev.topic);
     $("call-wait").textContent = secs(ev.wait_s);
     fillTranscript($("call-transcript"), ev.transcript);
     show("call", true); show("wrapup", false); show("idle", false);
+    if (resumed && state.mic) return; // back after a reconnection: the call, its timer and the microphone go on
     const started = Date.now();
     state.timer = setInterval(() => { $("call-timer").textContent = secs((Date.now() - started) / 1000); }, 500);
     state.player.ensure();
@@ -92,7 +94,11 @@
 
   function onEvent(ev) {
     switch (ev.event) {
-      case "hello": $("me").replaceChildren(el("b", { text: ev.user.name }), " ", ...ev.user.languages.map(lang)); break;
+      case "hello":
+        $("me").replaceChildren(el("b", { text: ev.user.name }), " ", ...ev.user.languages.map(lang));
+        // A new process (or the grace period passed): say again what the agent had chosen.
+        if (!ev.resumed && state.wanted === "available") state.ws.sendJson({ type: "availability", state: "available" });
+        break;
       case "agent.state":
         $("state").replaceWith(Object.assign(pill(ev.state), { id: "state" }));
         if (ev.state === "available" || ev.state === "away") $("availability").value = ev.state;
@@ -123,14 +129,17 @@
 
   function connect() {
     state.ws = Hotline.socket("/ws/agent", onEvent, (buf) => { state.framesIn++; state.player.play(buf, 0); },
-      (e) => { if (e.code === 1008) { Hotline.signOut(); } else { setTimeout(connect, 1500); } });
+      (e, final) => { if (final) Hotline.signOut(); });
   }
 
   function start(user) {
     state.user = user;
     $("app").replaceChildren(document.getElementById("console").content.cloneNode(true));
     $("signout").onclick = () => Hotline.signOut();
-    $("availability").onchange = (e) => state.ws.sendJson({ type: "availability", state: e.target.value });
+    $("availability").onchange = (e) => {
+      state.wanted = e.target.value;
+      state.ws.sendJson({ type: "availability", state: e.target.value });
+    };
     $("accept").onclick = () => { state.player.ensure(); state.ws.sendJson({ type: "accept", call_id: state.offer.call_id }); };
     $("decline").onclick = () => state.ws.sendJson({ type: "decline", call_id: state.offer.call_id });
     $("end").onclick = () => state.call && state.ws.sendJson({ type: "end", call_id: state.call.call_id });

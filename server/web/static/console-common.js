@@ -42,17 +42,52 @@ const Hotline = (() => {
     try { return await (await api("/api/me")).json(); } catch (_) { return null; }
   }
 
-  function socket(path, onEvent, onAudio, onClose) {
+  // The console websocket, reconnecting by itself with back-off (0.5 s doubling to 10 s, with jitter) when its
+  // process goes away: the same URL, so a load balancer sends it to a live process. Stops for good when the
+  // sign-in is refused (1008, or an upgrade refused while /api/me says signed out) or after close().
+  // `onOpen(reconnected)` runs on every (re)connection; `onClose(event, final)` on every close.
+  function socket(path, onEvent, onAudio, onClose, onOpen) {
     const proto = location.protocol === "https:" ? "wss" : "ws";
-    const ws = new WebSocket(`${proto}://${location.host}${path}?token=${encodeURIComponent(token)}`);
-    ws.binaryType = "arraybuffer";
-    ws.onmessage = (m) => {
-      if (typeof m.data === "string") onEvent(JSON.parse(m.data));
-      else if (onAudio) onAudio(m.data);
+    let ws = null, failures = 0, stopped = false, opens = 0;
+    const conn = {
+      get readyState() { return ws ? ws.readyState : 3; },
+      get reconnects() { return Math.max(0, opens - 1); },
+      send(data) { if (ws && ws.readyState === 1) ws.send(data); },
+      sendJson(obj) { if (ws && ws.readyState === 1) { ws.send(JSON.stringify(obj)); return true; } return false; },
+      close() { stopped = true; if (ws) ws.close(); },
     };
-    ws.onclose = (e) => onClose && onClose(e);
-    ws.sendJson = (obj) => ws.readyState === 1 && ws.send(JSON.stringify(obj));
-    return ws;
+    function banner(text) {
+      let b = document.getElementById("reconnecting");
+      if (!text) { if (b) b.remove(); return; }
+      if (!b) {
+        b = el("div", { id: "reconnecting", class: "card small", role: "status",
+          style: "position:fixed;left:50%;top:12px;transform:translateX(-50%);z-index:10;border-color:#e67e22" });
+        document.body.append(b);
+      }
+      b.textContent = text;
+    }
+    function open() {
+      let opened = false;
+      ws = new WebSocket(`${proto}://${location.host}${path}?token=${encodeURIComponent(token || "")}`);
+      ws.binaryType = "arraybuffer";
+      ws.onopen = () => { opened = true; failures = 0; opens++; banner(null); if (onOpen) onOpen(opens > 1); };
+      ws.onmessage = (m) => {
+        if (typeof m.data === "string") onEvent(JSON.parse(m.data));
+        else if (onAudio) onAudio(m.data);
+      };
+      ws.onclose = async (e) => {
+        let final = stopped || e.code === 1008 || !token;
+        if (!final && !opened && !(await me())) final = true; // refused because the sign-in is gone
+        if (onClose) onClose(e, final);
+        if (final) { banner(null); return; }
+        const delay = Math.min(10000, 500 * 2 ** failures) * (0.75 + Math.random() * 0.5);
+        failures++;
+        banner(`Connection lost — reconnecting in ${Math.ceil(delay / 1000)} s…`);
+        setTimeout(() => { if (!stopped) open(); }, delay);
+      };
+    }
+    open();
+    return conn;
   }
 
   // Plays 16 kHz PCM16 frames gap-free: each frame is scheduled right after the previous one of its channel.

@@ -177,8 +177,12 @@
     $("listen").onclick = toggleListen;
     $("export-csv").onclick = () => Hotline.download(`/api/calls/export?format=csv&${query()}`, "calls.csv");
     $("export-json").onclick = () => Hotline.download(`/api/calls/export?format=json&${query()}`, "calls.json");
-    const connect = () => { S.ws = Hotline.socket("/ws/supervisor", onEvent, onAudio, (e) => { if (e.code !== 1008) setTimeout(connect, 1500); }); };
-    connect();
+    // Reconnects by itself (console-common.js); on each reconnection the call followed is asked for again.
+    S.ws = Hotline.socket("/ws/supervisor", onEvent, onAudio, (e, final) => { if (final) Hotline.signOut(); }, (again) => {
+      if (!again || !S.watching) return;
+      S.ws.sendJson({ type: "watch", call_id: S.watching });
+      if (S.listening) S.ws.sendJson({ type: "listen", call_id: S.watching });
+    });
   }
   (async () => {
     const user = await Hotline.me();
