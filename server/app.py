@@ -26,6 +26,8 @@ from server.store import Store
 from server.call.transports.connection import Connection
 from server.call.transports.native import NativeSerializer
 from server.call.transports.twilio import TwilioSerializer, signature_valid
+from server.call.limits import Admission
+from server.call.refusal import Apology, refuse
 from server.call.wiring import Components, build_pools, load_components
 
 log = logging.getLogger("hotline.app")
@@ -166,7 +168,17 @@ def create_app(
                 log.warning("refused a Twilio stream with a bad signature")
                 await websocket.close(code=1008)  # before accept: the upgrade is answered with HTTP 403
                 return
+        elif not settings.twilio_allow_unsigned:
+            # No token, no way to tell Twilio from anyone else: refused unless a development setting allows it.
+            metrics.errors.labels(kind="twilio_unsigned").inc()
+            log.warning("refused a Twilio stream: no twilio_auth_token is set (twilio_allow_unsigned is off)")
+            await websocket.close(code=1008)
+            return
         await _serve_call(websocket, TwilioSerializer(max_frame_bytes=settings.max_frame_bytes))
+
+    admission = Admission(max_calls=settings.max_calls, max_per_address=settings.max_calls_per_address)
+    apology = Apology()
+    app.state.admission = admission
 
     async def _serve_call(websocket: WebSocket, serializer: Any) -> None:
         ctx: CallContext | None = app.state.context
@@ -174,10 +186,20 @@ def create_app(
         if not app.state.ready or ctx is None:
             await websocket.close(code=CLOSE_TRY_AGAIN, reason="not ready")
             return
-        connection = Connection(websocket=websocket, serializer=serializer, send_queue_max=settings.send_queue_max,
-                                send_timeout_s=settings.send_timeout_s)
-        session = CallSession(connection=connection, context=ctx)
-        await session.run()
+        address = websocket.client.host if websocket.client else "unknown"
+        refused = admission.enter(address)
+        if refused is not None:
+            metrics.errors.labels(kind=f"refused_{refused}").inc()
+            log.warning("call refused", extra={"why": refused, "calls": admission.total})
+            await refuse(websocket, serializer, ctx, apology, refused)
+            return
+        try:
+            connection = Connection(websocket=websocket, serializer=serializer, send_queue_max=settings.send_queue_max,
+                                    send_timeout_s=settings.send_timeout_s)
+            session = CallSession(connection=connection, context=ctx)
+            await session.run()
+        finally:
+            admission.leave(address)
 
     return app
 

@@ -23,8 +23,9 @@ from wsclient import NativeCaller, TwilioCaller
 
 
 def make_settings(tmp_path: Path, **overrides) -> Settings:
+    # twilio_allow_unsigned: these tests play Twilio without a signing token (one test sets a token).
     base = dict(db_url=f"sqlite+aiosqlite:///{tmp_path / 'calls.db'}", pace_audio=False, start_timeout_s=0.3,
-                no_input_s=30.0, log_json=False)
+                no_input_s=30.0, log_json=False, twilio_allow_unsigned=True)
     base.update(overrides)
     return Settings(**base)
 

@@ -41,6 +41,7 @@ from server.call.messages import (
     ProtocolError,
     StartCall,
 )
+from server.call.limits import AudioPacer, TokenBucket
 from server.call.turn_taking import NoInputPolicy, split_by_language
 from server.call.pools import Overloaded
 from server.store.recorder import CallRecorder
@@ -135,10 +136,12 @@ class CallSession:
         self.clock = clock
         self.call_id = uuid.uuid4().hex
         self.protocol = connection.protocol
-        self.recorder = CallRecorder(store=context.store, call_id=self.call_id, metrics=context.metrics)
-        connection.on_slow_consumer = lambda: self._control_now(EndCall("dropped", "slow_consumer", CLOSE_POLICY))
-
         s = self.settings
+        self.recorder = CallRecorder(store=context.store, call_id=self.call_id, metrics=context.metrics,
+                                     max_queue=s.recorder_queue_max)
+        connection.on_slow_consumer = lambda: self._control_now(EndCall("dropped", "slow_consumer", CLOSE_POLICY))
+        self._pacer = AudioPacer(burst_s=s.inbound_burst_s) if s.inbound_burst_s is not None else None
+        self._control_bucket = TokenBucket(capacity=s.control_events_burst, rate=s.control_events_per_s)
         self._audio_q: asyncio.Queue[bytes] = asyncio.Queue(maxsize=s.inbound_queue_max)
         self._finals_q: asyncio.Queue[tuple[Any, float, float]] = asyncio.Queue()
         self._dialog_q: asyncio.Queue[Utterance] = asyncio.Queue()
@@ -314,6 +317,9 @@ class CallSession:
                 return
             for m in messages:
                 if isinstance(m, AudioIn):
+                    if self._pacer is not None and not self._pacer.accept(len(m.pcm16), self.clock()):
+                        self._too_fast()
+                        return
                     if not self._started.is_set() and self.protocol == "native":
                         self._started.set()  # audio before call.start: the call starts with defaults
                     if not self._started.is_set():
@@ -322,9 +328,12 @@ class CallSession:
                         self._audio_q.put_nowait(m.pcm16)
                     except asyncio.QueueFull:
                         self.metrics.errors.labels(kind="audio_backlog").inc()
+                elif isinstance(m, (DtmfIn, PlaybackMark, ProtocolError)) and not self._control_allowed(m):
+                    continue
                 elif isinstance(m, StartCall):
                     if self._started.is_set():
-                        self._protocol_error(ProtocolError("bad_event", "the call has already started"))
+                        if self._control_allowed(m):
+                            self._protocol_error(ProtocolError("bad_event", "the call has already started"))
                     else:
                         self._start_msg = m
                         self._started.set()
@@ -338,6 +347,23 @@ class CallSession:
                     self._protocol_error(m)
                 elif isinstance(m, Ignored):
                     pass
+
+    def _control_allowed(self, m: Any) -> bool:
+        """Control events cost a database write each: a burst, then `control_events_per_s`; the excess is dropped
+        and counted. A protocol error that closes the call always passes."""
+        if isinstance(m, ProtocolError) and m.close_code is not None:
+            return True
+        if self._control_bucket.take(1, self.clock()):
+            return True
+        self.metrics.errors.labels(kind="control_rate").inc()
+        return False
+
+    def _too_fast(self) -> None:
+        self.metrics.errors.labels(kind="audio_too_fast").inc()
+        log.warning("caller audio faster than real time", extra={"protocol": self.protocol})
+        self.recorder.event("protocol_error", {"code": "too_fast"})
+        self._send(ErrorOut(code="too_fast", message="audio arrives faster than real time; closing"))
+        self._control_now(EndCall("error", "audio_too_fast", CLOSE_POLICY))
 
     def _protocol_error(self, err: ProtocolError) -> None:
         self.metrics.errors.labels(kind=f"protocol_{err.code}").inc()

@@ -12,6 +12,7 @@ through a small ASGI middleware (`_Binder`), so the call service's code does not
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from fastapi import FastAPI
 from server.people.auth import AuthService
 from server.people.live import LiveRegistry
 from server.people.queue_runtime import QueueRuntime
+from server.people.retention import retention_loop
 from server.settings import PeopleSettings
 
 log = logging.getLogger("hotline.people")
@@ -61,7 +63,9 @@ class PeopleService:
         self.settings = settings
         self.store = _AppStore(app)
         self.recordings_dir = recordings_folder(settings, project_root=project_root, db_url=db_url)
-        self.live = LiveRegistry(recordings_dir=self.recordings_dir)
+        self.live = LiveRegistry(recordings_dir=self.recordings_dir,
+                                 recording_max_bytes=int(settings.recording_max_mb * 1024 * 1024))
+        self._retention: Any = None
         self.queue = QueueRuntime(settings=settings, live=self.live, store=self.store, clock=self.live.clock,
                                   metrics=getattr(app.state, "metrics", None))
         self.auth = AuthService(store=self.store, token_ttl_s=settings.token_ttl_s, dev_mode=settings.dev_mode)
@@ -74,8 +78,14 @@ class PeopleService:
                 f"{count} development account(s) (made with `hotline users add --dev`) exist: disable them or start "
                 "with HOTLINE_PEOPLE__DEV_MODE=true on a development machine")
         self.queue.start()
+        retention_days = self.settings.recordings_retention_days
+        self._retention = asyncio.create_task(retention_loop(
+            self.recordings_dir, max_age_s=retention_days * 86400 if retention_days else None))
 
     async def shutdown(self) -> None:
+        if self._retention is not None:
+            self._retention.cancel()
+            await asyncio.gather(self._retention, return_exceptions=True)
         await self.queue.stop()
 
 
