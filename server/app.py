@@ -16,7 +16,7 @@ from typing import Any, AsyncIterator, Callable
 from fastapi import FastAPI, WebSocket
 from fastapi.responses import JSONResponse, Response
 
-from server.logging import configure_logging
+from server.logging import configure_logging, redact_web_queries
 from server.metrics import Metrics
 from server.people.service import install_people
 from server.people.queue_service import WaitingList
@@ -55,6 +55,7 @@ def create_app(
 ) -> FastAPI:
     """`components`: ready models (tests pass fakes) or a loader; default: load the real models."""
     metrics = Metrics()
+    redact_web_queries()  # whoever configures the logs: no URL query (tickets, searches) reaches them
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

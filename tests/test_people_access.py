@@ -56,7 +56,8 @@ def permission_of(route: APIRoute) -> str | None:
 def client(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("access")
     settings = make_settings(tmp)
-    add_users(settings, [("mei", "agent", "zh"), ("alice", "agent", "en"), ("sam", "supervisor", ""), ("root", "admin", "")])
+    add_users(settings, [("mei", "agent", "zh"), ("alice", "agent", "en"), ("sam", "supervisor", ""), ("root", "admin", ""),
+                         ("victim", "agent", "en")])
     app = build_app(settings, components=fake_components())
     with TestClient(app) as c:
         deadline = time.monotonic() + 30
@@ -96,13 +97,17 @@ def _seed_call(c: TestClient, app) -> None:
 
 
 def _request(c: TestClient, route: APIRoute, token: str | None):
-    path = route.path.replace("{call_id}", CALL).replace("{name}", "x")
+    # Account management acts on an account of its own ("victim"), so the roles' sessions stay valid.
+    name = "victim" if route.path.startswith("/api/users/{name}") else "x"
+    path = route.path.replace("{call_id}", CALL).replace("{name}", name)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     method = sorted(route.methods - {"HEAD"})[0]
     c.cookies.clear()  # sign-in sets a session cookie on this client: each role sends only its own token
     body = None
     if path == "/api/users" and method == "POST":
         body = {"name": f"new{time.monotonic_ns()}", "role": "supervisor", "password": PASSWORD}
+    if route.path == "/api/users/{name}/password":
+        body = {"password": PASSWORD + " again"}
     return c.request(method, path, headers=headers, json=body)
 
 
@@ -167,8 +172,13 @@ def test_supervisor_reads_are_masked_and_audited(client):
 
 
 def _ws(client, path: str, token: str | None):
+    """A console websocket as the pages open it: a one-time ticket for the session, then `?ticket=`."""
     client.cookies.clear()
-    return client.websocket_connect(path + (f"?token={token}" if token else ""))
+    if not token:
+        return client.websocket_connect(path)
+    ticket = client.post("/api/ws-ticket", headers={"Authorization": f"Bearer {token}"}).json()["ticket"]
+    client.cookies.clear()
+    return client.websocket_connect(f"{path}?ticket={ticket}")
 
 
 def test_websocket_connections_by_role(client):

@@ -23,6 +23,7 @@ from server.people.auth import AuthService
 from server.people.live import LiveRegistry
 from server.people.queue_runtime import QueueRuntime
 from server.people.retention import retention_loop
+from server.people.throttle import LoginThrottle
 from server.settings import PeopleSettings
 
 log = logging.getLogger("hotline.people")
@@ -68,7 +69,10 @@ class PeopleService:
         self._retention: Any = None
         self.queue = QueueRuntime(settings=settings, live=self.live, store=self.store, clock=self.live.clock,
                                   metrics=getattr(app.state, "metrics", None))
-        self.auth = AuthService(store=self.store, token_ttl_s=settings.token_ttl_s, dev_mode=settings.dev_mode)
+        self.auth = AuthService(store=self.store, token_ttl_s=settings.token_ttl_s, dev_mode=settings.dev_mode,
+                                ticket_ttl_s=settings.ws_ticket_ttl_s)
+        self.throttle = LoginThrottle(window_s=settings.login_window_s, per_account=settings.login_failures_per_account,
+                                      per_address=settings.login_failures_per_address)
 
     async def startup(self) -> None:
         """Refuse to start with development accounts (any password, e.g. a demo one) unless dev mode is on."""

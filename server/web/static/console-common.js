@@ -42,17 +42,28 @@ const Hotline = (() => {
     try { return await (await api("/api/me")).json(); } catch (_) { return null; }
   }
 
+  // The session token never goes into a URL: the page asks for a one-time ticket (valid ~30 s) and opens the
+  // websocket with it. The returned object is usable at once; it sends nothing until the socket is open.
   function socket(path, onEvent, onAudio, onClose) {
     const proto = location.protocol === "https:" ? "wss" : "ws";
-    const ws = new WebSocket(`${proto}://${location.host}${path}?token=${encodeURIComponent(token)}`);
-    ws.binaryType = "arraybuffer";
-    ws.onmessage = (m) => {
-      if (typeof m.data === "string") onEvent(JSON.parse(m.data));
-      else if (onAudio) onAudio(m.data);
+    const holder = {
+      ws: null,
+      get readyState() { return this.ws ? this.ws.readyState : 0; },
+      send(data) { if (this.ws && this.ws.readyState === 1) this.ws.send(data); },
+      sendJson(obj) { return this.readyState === 1 && this.ws.send(JSON.stringify(obj)); },
+      close(code) { if (this.ws) this.ws.close(code); },
     };
-    ws.onclose = (e) => onClose && onClose(e);
-    ws.sendJson = (obj) => ws.readyState === 1 && ws.send(JSON.stringify(obj));
-    return ws;
+    api("/api/ws-ticket", { method: "POST" }).then((r) => r.json()).then((body) => {
+      const ws = new WebSocket(`${proto}://${location.host}${path}?ticket=${encodeURIComponent(body.ticket)}`);
+      ws.binaryType = "arraybuffer";
+      ws.onmessage = (m) => {
+        if (typeof m.data === "string") onEvent(JSON.parse(m.data));
+        else if (onAudio) onAudio(m.data);
+      };
+      ws.onclose = (e) => onClose && onClose(e);
+      holder.ws = ws;
+    }).catch(() => onClose && onClose({ code: 1008, reason: "no ticket" }));
+    return holder;
   }
 
   // Plays 16 kHz PCM16 frames gap-free: each frame is scheduled right after the previous one of its channel.
