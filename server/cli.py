@@ -10,7 +10,8 @@ import importlib
 import sys
 
 # Modules that expose `add_commands(subparsers)`; each sub-command sets `func(args) -> int`.
-COMMAND_MODULES = ("voice.cli", "voice.tts.cli", "routing.cli", "server.commands", "server.caller.cli", "server.people.users_cli")
+COMMAND_MODULES = ("voice.cli", "voice.tts.cli", "routing.cli", "server.commands", "server.caller.cli", "server.people.users_cli",
+                   "server.hardening.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:
