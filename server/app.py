@@ -13,11 +13,12 @@ import time
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Callable
 
-from fastapi import FastAPI, WebSocket
+from fastapi import Depends, FastAPI, WebSocket
 from fastapi.responses import JSONResponse, Response
 
 from server.logging import configure_logging, redact_web_queries
 from server.metrics import Metrics
+from server.security import install_security, metrics_access
 from server.people.service import install_people
 from server.people.queue_service import WaitingList
 from server.call.session import CallContext, CallSession
@@ -123,7 +124,11 @@ def create_app(
             # between segments once `stopping` is set).
             threading.Thread(target=_background_warm, args=(comps,), name="warm-caches", daemon=True).start()
 
-    app = FastAPI(title="hotline", summary="Bilingual (English / Mandarin) hotline call service", lifespan=lifespan)
+    # The API documentation shows every route and schema to whoever asks: only when the settings say so.
+    docs = {} if settings.public_docs else {"docs_url": None, "redoc_url": None, "openapi_url": None}
+    app = FastAPI(title="hotline", summary="Bilingual (English / Mandarin) hotline call service", lifespan=lifespan,
+                  **docs)
+    install_security(app)  # security headers, 422s that never echo what was sent
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.ready = False
@@ -151,7 +156,7 @@ def create_app(
             return JSONResponse(body, status_code=503)
         return JSONResponse({"status": "ready", "calls": len(ctx.sessions), "timings": ctx.components.timings})
 
-    @app.get("/metrics")
+    @app.get("/metrics", dependencies=[Depends(metrics_access)])
     async def metrics_endpoint() -> Response:
         return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 

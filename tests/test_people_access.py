@@ -18,11 +18,11 @@ from people_helpers import PASSWORD, add_users, build_app, make_settings
 from server.people.auth import PERMISSIONS
 from server.people.consoles import WS_MESSAGES
 
-# Public on purpose: liveness/readiness/metrics for operators and probes, the caller side (softphone page and the call
-# websockets: callers do not sign in), the console pages (empty shells: all data comes from /api and the console
-# websockets), sign-in itself, and the API documentation.
-PUBLIC = {"/healthz", "/readyz", "/metrics", "/", "/softphone/{name}", "/ws/call", "/ws/twilio", "/agent", "/supervisor",
-          "/people/{name}", "/api/auth/login", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+# Public on purpose: liveness/readiness for probes, the caller side (softphone page and the call websockets: callers
+# do not sign in), the console pages (empty shells: all data comes from /api and the console websockets) and sign-in
+# itself. /metrics needs a supervisor or the scraper's token; the API documentation exists only with public_docs.
+PUBLIC = {"/healthz", "/readyz", "/", "/softphone/{name}", "/ws/call", "/ws/twilio", "/agent", "/supervisor",
+          "/people/{name}", "/api/auth/login"}
 ROLES = ["anonymous", "agent", "other_agent", "supervisor", "admin"]
 USERS = {"agent": "mei", "other_agent": "alice", "supervisor": "sam", "admin": "root"}
 ROLE_OF = {"agent": "agent", "other_agent": "agent", "supervisor": "supervisor", "admin": "admin"}
