@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse, Response
 
 from server.logging import configure_logging, redact_web_queries
 from server.metrics import Metrics
-from server.security import install_security, metrics_access
+from server.security import ERROR_RESPONSES, install_security, metrics_access
 from server.people.service import install_people
 from server.people.queue_service import WaitingList
 from server.call.session import CallContext, CallSession
@@ -156,7 +156,9 @@ def create_app(
             return JSONResponse(body, status_code=503)
         return JSONResponse({"status": "ready", "calls": len(ctx.sessions), "timings": ctx.components.timings})
 
-    @app.get("/metrics", dependencies=[Depends(metrics_access)])
+    @app.get("/metrics", dependencies=[Depends(metrics_access)], response_class=Response,
+             responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}},
+                        401: ERROR_RESPONSES[401], 403: ERROR_RESPONSES[403]})
     async def metrics_endpoint() -> Response:
         return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 

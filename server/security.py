@@ -15,6 +15,7 @@ import hmac
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
+from pydantic import BaseModel
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -58,6 +59,24 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, with_headers)
+
+
+class ErrorOut(BaseModel):
+    detail: str
+
+
+# Documented on every /api route, so the OpenAPI schema says what a refusal looks like (schemathesis checks it).
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorOut, "description": "not signed in, or the session ended"},
+    403: {"model": ErrorOut, "description": "the role may not do this"},
+    404: {"model": ErrorOut, "description": "no such thing (or not yours)"},
+    429: {"model": ErrorOut, "description": "too many failed sign-ins: see Retry-After"},
+}
+
+
+def unprocessable(field: str, message: str) -> HTTPException:
+    """A 422 shaped like FastAPI's own (the schema's HTTPValidationError), for checks made after validation."""
+    return HTTPException(status_code=422, detail=[{"loc": ["body", field], "msg": message, "type": "value_error"}])
 
 
 async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:

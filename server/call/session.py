@@ -62,6 +62,7 @@ log = logging.getLogger("hotline.call")
 FRAME_BYTES = FRAME_SAMPLES * 2
 FRAME_S = FRAME_SAMPLES / SAMPLE_RATE
 CLOSE_NORMAL, CLOSE_POLICY, CLOSE_INTERNAL = 1000, 1008, 1011
+STORE_WAIT_S = 2.0  # how long an answer waits for its caller turn to be stored before it goes anyway
 CLEANUP_WAIT_S = 5.0  # how long an ending call waits for its stages to stop before it records the end anyway
 
 # ------------------------------------------------------------------ messages between the stages
@@ -345,6 +346,8 @@ class CallSession:
                     self.recorder.event("mark", {"name": m.name})
                 elif isinstance(m, ProtocolError):
                     self._protocol_error(m)
+                    if m.close_code is not None:
+                        return  # the call is closing: nothing more from this peer is read
                 elif isinstance(m, Ignored):
                     pass
 
@@ -475,6 +478,7 @@ class CallSession:
             speaker="caller", kind="utterance", text=t.text, **_verdict_fields(v), audio_start_s=t.start_s,
             audio_end_s=t.end_s, endpoint_s=utt.endpoint_s, recognition_s=utt.recognition_s,
         )
+        stored = self.recorder.written()
         self.metrics.turns.labels(speaker="caller", language=v.label, route="").inc()
         log.info("caller turn", extra={"language": v.label, "caller": {"text": t.text}})
         if v.label in ("en", "zh"):
@@ -496,6 +500,13 @@ class CallSession:
         self.metrics.stage_latency.labels(stage="routing").observe(routing_s)
         timings = {"endpoint_ms": round(utt.endpoint_s * 1000, 1), "asr_ms": round(utt.recognition_s * 1000, 1),
                    "route_ms": round(routing_s * 1000, 1)}
+        # The caller's turn is in the store before the caller hears an answer to it (a write takes milliseconds
+        # and ran while routing decided): a crash after the answer never loses the turn it answered.
+        try:
+            async with asyncio.timeout(STORE_WAIT_S):
+                await stored
+        except TimeoutError:
+            self.metrics.errors.labels(kind="store_slow").inc()
         self._send(AnswerOut(route=decision.route, topic=decision.topic, text=decision.answer, language=decision.language,
                              entry_id=decision.entry_id, score=float(decision.score), timings=timings))
         self.recorder.event("decision", {"route": decision.route, "topic": decision.topic, "reason": decision.reason,

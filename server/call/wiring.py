@@ -74,6 +74,16 @@ def build_pools(settings: Any, metrics: Metrics) -> Pools:
     )
 
 
+def warm_resampler() -> None:
+    """The Twilio edge resamples with scipy, which is imported on first use: seconds on a busy machine, found by
+    `hotline bench fuzz` as a stalled event loop at the first Twilio call. Paid at start-up instead."""
+    import numpy as np
+
+    from voice.audio import resample
+
+    resample(np.zeros(160, dtype=np.float32), 8000, 16000)
+
+
 def mask_chat_backend(router: Any) -> None:
     """The optional chat backend is another company's server: it gets the caller's words with their personal data
     masked (phone, ID, passport, application numbers, e-mail addresses), never as said."""
@@ -163,7 +173,7 @@ def load_components(settings: Any) -> Components:
         router=router,
         prompts=prompts,
         synthesizer=synthesizer,
-        warmups=[recognizer.warm_up, synthesizer.warm_up, router.warm_up, warm_greeting],
+        warmups=[recognizer.warm_up, synthesizer.warm_up, router.warm_up, warm_greeting, warm_resampler],
         background_warmups=[warm_other_prompts, warm_answers] if settings.warm_answers else [warm_other_prompts],
         timings=timings,
     )

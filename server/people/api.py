@@ -21,8 +21,9 @@ from sqlalchemy import select
 from server.people.auth import COOKIE, AuthError, AuthService, PasswordRejected, Principal, auth_service, request_token, require
 from server.people import history
 from server.people.models import QueueOutcome
+from server.security import ERROR_RESPONSES, unprocessable
 
-router = APIRouter(prefix="/api")
+router = APIRouter(prefix="/api", responses=ERROR_RESPONSES)
 
 # ------------------------------------------------------------------ schemas
 
@@ -322,7 +323,9 @@ async def calls(request: Request, who: Annotated[Principal, require("calls.revie
     return CallListOut(total=total, items=[CallSummaryOut(**i) for i in items])
 
 
-@router.get("/calls/export")
+@router.get("/calls/export", response_class=Response, responses={200: {
+    "description": "the calls of the filter with their masked transcripts, as CSV or JSON",
+    "content": {"text/csv": {"schema": {"type": "string"}}, "application/json": {"schema": {"type": "object"}}}}})
 async def export(request: Request, who: Annotated[Principal, require("calls.review")],
                  f: Annotated[history.CallFilter, Depends(call_filter)],
                  format: Literal["csv", "json"] = "csv") -> Response:
@@ -418,7 +421,7 @@ async def add_user(body: UserCreate, auth: Auth, who: Annotated[Principal, requi
     try:
         user = await auth.add_user(name=body.name, role=body.role, password=body.password, languages=body.languages)
     except (AuthError, PasswordRejected) as exc:
-        raise HTTPException(status_code=422, detail=str(exc)) from None
+        raise unprocessable("password" if isinstance(exc, PasswordRejected) else "name", str(exc)) from None
     await auth.audit(who, "add_user", detail={"user": user.name, "role": user.role})
     return UserPublic(name=user.name, role=user.role, languages=[x for x in user.languages.split(",") if x])
 
@@ -435,7 +438,7 @@ async def _manage(auth: AuthService, who: Principal, name: str, action: str, fn:
     try:
         result = await fn()
     except PasswordRejected as exc:
-        raise HTTPException(status_code=422, detail=str(exc)) from None
+        raise unprocessable("password", str(exc)) from None
     except AuthError as exc:
         raise HTTPException(status_code=404, detail=str(exc)) from None
     await auth.audit(who, action, detail={"user": name})

@@ -129,7 +129,7 @@ async def _checked(websocket: WebSocket, path: str, principal: Principal, raw: s
         return "too_large"
     try:
         msg = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: "[[[[…" nested deeper than the parser goes
         return "bad_json"
     if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
         return "bad_message"

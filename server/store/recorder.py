@@ -77,6 +77,18 @@ class CallRecorder:
     def pending(self) -> int:
         return len(self._jobs)
 
+    def written(self) -> "asyncio.Future[None]":
+        """Resolves once everything queued so far is in the store (or failed): the session waits on it before it
+        answers a caller, so an answered turn survives even a kill -9 right after the answer."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        async def mark() -> None:
+            if not future.done():
+                future.set_result(None)
+
+        self._put(mark)
+        return future
+
     def call_started(self, *, protocol: str, **fields: Any) -> None:
         at = utcnow()
         self._put(lambda: self.store.create_call(call_id=self.call_id, protocol=protocol, started_at=at, **fields))
