@@ -29,7 +29,7 @@ from server.call.transports.native import NativeSerializer
 from server.call.transports.twilio import TwilioSerializer, signature_valid
 from server.call.limits import Admission
 from server.call.refusal import Apology, refuse
-from server.call.wiring import Components, build_pools, load_components
+from server.call.wiring import Components, build_pools, load_components, warm_resampler
 
 log = logging.getLogger("hotline.app")
 
@@ -104,6 +104,7 @@ def create_app(
             else:
                 comps = components
             await asyncio.to_thread(comps.warm_up)
+            await asyncio.to_thread(warm_resampler)  # whatever the models: the Twilio edge never imports on the loop
         except Exception as exc:  # the service stays up (healthz) and says why it is not ready
             log.exception("models failed to load")
             app.state.load_error = f"{type(exc).__name__}: {exc}"[:500]

@@ -76,7 +76,8 @@ def build_pools(settings: Any, metrics: Metrics) -> Pools:
 
 def warm_resampler() -> None:
     """The Twilio edge resamples with scipy, which is imported on first use: seconds on a busy machine, found by
-    `hotline bench fuzz` as a stalled event loop at the first Twilio call. Paid at start-up instead."""
+    `hotline bench fuzz` as a stalled event loop at the first Twilio call. Paid at start-up instead (server/app.py,
+    after the models warm, whatever they are)."""
     import numpy as np
 
     from voice.audio import resample
@@ -173,7 +174,7 @@ def load_components(settings: Any) -> Components:
         router=router,
         prompts=prompts,
         synthesizer=synthesizer,
-        warmups=[recognizer.warm_up, synthesizer.warm_up, router.warm_up, warm_greeting, warm_resampler],
+        warmups=[recognizer.warm_up, synthesizer.warm_up, router.warm_up, warm_greeting],
         background_warmups=[warm_other_prompts, warm_answers] if settings.warm_answers else [warm_other_prompts],
         timings=timings,
     )

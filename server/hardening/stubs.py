@@ -14,7 +14,7 @@ from typing import Any, Iterator
 
 from routing.prompts import Prompts
 from routing.router import Decision
-from server.call.wiring import Components, warm_resampler
+from server.call.wiring import Components
 from voice.streaming import FinalRequest
 from voice.types import SAMPLE_RATE, LanguageVerdict, SpeechChunk, SpeechStarted, Transcript
 
@@ -88,7 +88,7 @@ class FixedAnswers:
 def stub_components(_settings: Any = None) -> Components:
     prompts = Prompts.load()
     return Components(make_transcriber=lambda hint: LoudnessListener(), router=FixedAnswers(prompts), prompts=prompts,
-                      synthesizer=ToneVoice(), warmups=[warm_resampler])
+                      synthesizer=ToneVoice())
 
 
 def main(argv: list[str] | None = None) -> int:
