@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Sequence
+from typing import Callable, Sequence
 
 import httpx
 
@@ -38,6 +38,9 @@ class ChatRewriter:
 
     def __init__(self, *, settings: LlmSettings, transport: httpx.BaseTransport | None = None) -> None:
         self.settings = settings
+        # Applied to the caller's words before they leave: the service sets its masking of personal data here
+        # (server/call/wiring.py); routing itself does not know what is personal.
+        self.redact: Callable[[str], str] = lambda text: text
         headers = {}
         key = settings.api_key.get_secret_value()
         if key:
@@ -60,7 +63,7 @@ class ChatRewriter:
             "model": self.settings.model,
             "messages": [
                 {"role": "system", "content": _SYSTEM[language].format(facts="\n".join(f"- {f}" for f in facts))},
-                {"role": "user", "content": question[:1000]},
+                {"role": "user", "content": self.redact(question[:1000])},
             ],
             "max_tokens": self.settings.max_tokens,
             "temperature": self.settings.temperature,

@@ -13,15 +13,16 @@ import time
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Callable
 
-from fastapi import FastAPI, WebSocket
+from fastapi import Depends, FastAPI, WebSocket
 from fastapi.responses import JSONResponse, Response
 
 from server.cluster.presence import Presence
 from server.health import Health
-from server.logging import configure_logging
+from server.logging import configure_logging, redact_web_queries
 from server.metrics import Metrics
 from server.knowledge.service import install_knowledge
 from server.people.queue_store import make_queue_store, new_process_id
+from server.security import ERROR_RESPONSES, install_security, metrics_access
 from server.people.service import install_people
 from server.call.session import CallContext, CallSession
 from server.settings import Settings
@@ -31,7 +32,9 @@ from server.store.models import utcnow
 from server.call.transports.connection import Connection
 from server.call.transports.native import NativeSerializer
 from server.call.transports.twilio import TwilioSerializer, signature_valid
-from server.call.wiring import Components, build_pools, load_components
+from server.call.limits import Admission
+from server.call.refusal import Apology, refuse
+from server.call.wiring import Components, build_pools, load_components, warm_resampler
 
 log = logging.getLogger("hotline.app")
 
@@ -58,6 +61,7 @@ def create_app(
 ) -> FastAPI:
     """`components`: ready models (tests pass fakes) or a loader; default: load the real models."""
     metrics = Metrics()
+    redact_web_queries()  # whoever configures the logs: no URL query (tickets, searches) reaches them
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -133,6 +137,7 @@ def create_app(
                 comps = components
             await asyncio.to_thread(comps.warm_up)
             await app.state.knowledge.attach(comps)  # the store's published knowledge base, before ready
+            await asyncio.to_thread(warm_resampler)  # whatever the models: the Twilio edge never imports on the loop
         except Exception as exc:  # the service stays up (healthz) and says why it is not ready
             log.exception("models failed to load")
             app.state.load_error = f"{type(exc).__name__}: {exc}"[:500]
@@ -155,7 +160,11 @@ def create_app(
             # between segments once `stopping` is set).
             threading.Thread(target=_background_warm, args=(comps,), name="warm-caches", daemon=True).start()
 
-    app = FastAPI(title="hotline", summary="Bilingual (English / Mandarin) hotline call service", lifespan=lifespan)
+    # The API documentation shows every route and schema to whoever asks: only when the settings say so.
+    docs = {} if settings.public_docs else {"docs_url": None, "redoc_url": None, "openapi_url": None}
+    app = FastAPI(title="hotline", summary="Bilingual (English / Mandarin) hotline call service", lifespan=lifespan,
+                  **docs)
+    install_security(app)  # security headers, 422s that never echo what was sent
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.ready = False
@@ -193,7 +202,9 @@ def create_app(
             return JSONResponse({"status": "unavailable", "reasons": health.reasons()}, status_code=503)
         return JSONResponse({"status": "ready", "calls": len(ctx.sessions), "timings": ctx.components.timings})
 
-    @app.get("/metrics")
+    @app.get("/metrics", dependencies=[Depends(metrics_access)], response_class=Response,
+             responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}},
+                        401: ERROR_RESPONSES[401], 403: ERROR_RESPONSES[403]})
     async def metrics_endpoint() -> Response:
         return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
@@ -211,7 +222,17 @@ def create_app(
                 log.warning("refused a Twilio stream with a bad signature")
                 await websocket.close(code=1008)  # before accept: the upgrade is answered with HTTP 403
                 return
+        elif not settings.twilio_allow_unsigned:
+            # No token, no way to tell Twilio from anyone else: refused unless a development setting allows it.
+            metrics.errors.labels(kind="twilio_unsigned").inc()
+            log.warning("refused a Twilio stream: no twilio_auth_token is set (twilio_allow_unsigned is off)")
+            await websocket.close(code=1008)
+            return
         await _serve_call(websocket, TwilioSerializer(max_frame_bytes=settings.max_frame_bytes))
+
+    admission = Admission(max_calls=settings.max_calls, max_per_address=settings.max_calls_per_address)
+    apology = Apology()
+    app.state.admission = admission
 
     async def _serve_call(websocket: WebSocket, serializer: Any) -> None:
         ctx: CallContext | None = app.state.context
@@ -219,12 +240,22 @@ def create_app(
         if not app.state.ready or ctx is None:
             await websocket.close(code=CLOSE_TRY_AGAIN, reason="not ready")
             return
-        connection = Connection(websocket=websocket, serializer=serializer, send_queue_max=settings.send_queue_max,
-                                send_timeout_s=settings.send_timeout_s)
         health: Health | None = app.state.health
         refusal = None if health is None or health.ok else "; ".join(health.reasons())
-        session = CallSession(connection=connection, context=ctx, refusal=refusal)
-        await session.run()
+        address = websocket.client.host if websocket.client else "unknown"
+        refused = admission.enter(address)
+        if refused is not None:
+            metrics.errors.labels(kind=f"refused_{refused}").inc()
+            log.warning("call refused", extra={"why": refused, "calls": admission.total})
+            await refuse(websocket, serializer, ctx, apology, refused)
+            return
+        try:
+            connection = Connection(websocket=websocket, serializer=serializer, send_queue_max=settings.send_queue_max,
+                                    send_timeout_s=settings.send_timeout_s)
+            session = CallSession(connection=connection, context=ctx, refusal=refusal)
+            await session.run()
+        finally:
+            admission.leave(address)
 
     return app
 

@@ -11,7 +11,8 @@ import sys
 
 # Modules that expose `add_commands(subparsers)`; each sub-command sets `func(args) -> int`.
 COMMAND_MODULES = ("voice.cli", "voice.tts.cli", "routing.cli", "server.commands", "server.store.cli", "server.caller.cli",
-                   "server.cluster.cli", "server.people.users_cli", "server.people.queue_bench", "server.knowledge.cli")
+                   "server.cluster.cli", "server.people.users_cli", "server.people.queue_bench", "server.knowledge.cli",
+                   "server.hardening.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,6 +11,7 @@ import contextvars
 import datetime as dt
 import json
 import logging
+import re
 import sys
 from typing import Any
 
@@ -73,6 +74,31 @@ class PlainFormatter(logging.Formatter):
         return text
 
 
+_QUERY = re.compile(r"\?[^\s\"']*")
+WEB_LOGGERS = ("uvicorn.access", "uvicorn.error")
+
+
+class RedactQueries(logging.Filter):
+    """Drops the query string of every URL that uvicorn logs (its access log and its websocket lines
+    `"WebSocket /ws/agent?ticket=…" [accepted]`): queries carry tickets and supervisors' searches (phone numbers)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and record.args:
+            record.args = tuple(_QUERY.sub("?[redacted]", a) if isinstance(a, str) and "?" in a else a
+                                for a in record.args)
+        if isinstance(record.msg, str) and "?" in record.msg:
+            record.msg = _QUERY.sub("?[redacted]", record.msg)
+        return True
+
+
+def redact_web_queries() -> None:
+    """Install RedactQueries on uvicorn's loggers (idempotent): it runs before any handler, ours or a test's."""
+    for name in WEB_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactQueries) for f in logger.filters):
+            logger.addFilter(RedactQueries())
+
+
 def configure_logging(*, level: str = "INFO", json_lines: bool = True, caller_data: bool = False) -> None:
     """Route the `hotline`/`server`/`voice`/`routing` loggers and uvicorn's through one formatter on stderr."""
     handler = logging.StreamHandler(sys.stderr)
@@ -87,3 +113,4 @@ def configure_logging(*, level: str = "INFO", json_lines: bool = True, caller_da
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True
+    redact_web_queries()

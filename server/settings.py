@@ -98,6 +98,21 @@ class PeopleSettings(BaseModel):
     # An agent console whose connection drops keeps its place (state, offer, call: the caller waits on the line)
     # this long: the console reconnects by itself (a process restart, a load balancer, a network blip).
     console_grace_s: float = Field(default=15.0, ge=0, le=300)
+    # --- hardening of the consoles ---
+    # Recordings: one call's file stops growing at this size (16 kHz PCM16 is 1.9 MB a minute: 64 MB is over half an
+    # hour); files older than the retention are deleted at start-up and every hour (None: kept for ever).
+    recording_max_mb: float = Field(default=64.0, gt=0)
+    recordings_retention_days: float | None = Field(default=90.0, gt=0)
+    ws_ticket_ttl_s: float = Field(default=30.0, gt=0, le=300)  # one-time websocket sign-in tickets
+    session_check_s: float = Field(default=5.0, gt=0)  # console websockets re-check their session this often
+    # Extra origins allowed to open the console websockets (the service's own host is always allowed).
+    allowed_origins: tuple[str, ...] = ()
+    # Sign-in guessing: failures counted per account and per client address over a sliding window; past the limit
+    # the answer is 429 with Retry-After until the window has room again.
+    login_window_s: float = Field(default=900.0, gt=0)
+    login_failures_per_account: int = Field(default=5, ge=1)
+    login_failures_per_address: int = Field(default=20, ge=1)
+    reply_max_chars: int = Field(default=1000, ge=10, le=16 * 1024)  # an agent's typed reply
 
 
 class ClusterSettings(BaseModel):
@@ -179,9 +194,25 @@ class Settings(BaseSettings):
     max_frame_bytes: int = Field(default=64 * 1024, ge=640)  # bigger frames get an error event
     ws_max_message_bytes: int = Field(default=1024 * 1024, ge=64 * 1024)  # absurd sizes: closed with 1009
     inbound_queue_max: int = Field(default=1500, ge=50)  # 30 s of 20 ms frames waiting for the recognizer
+    # Caller audio is paced to real time: a caller may get this many seconds of audio ahead of the clock (network
+    # jitter, a burst after a stall); beyond it the call closes with 1008. None: no check, for tests and benchmarks
+    # that replay recordings faster than real time.
+    inbound_burst_s: float | None = Field(default=5.0, gt=0)
+    max_calls: int = Field(default=32, ge=1)  # simultaneous calls; more are told so and closed with 1013
+    max_calls_per_address: int = Field(default=4, ge=1)  # simultaneous calls from one client address
+    # DTMF, marks and protocol errors: a burst, then this many a second; the excess is dropped and counted.
+    control_events_per_s: float = Field(default=5.0, gt=0)
+    control_events_burst: int = Field(default=20, ge=1)
+    recorder_queue_max: int = Field(default=2000, ge=50)  # per call: past it, the oldest call events are dropped
 
     # --- telephony ---
     twilio_auth_token: SecretStr | None = None  # when set, X-Twilio-Signature is required on /ws/twilio
+    # Without a token /ws/twilio refuses every stream, unless this says so (a development machine, a test).
+    twilio_allow_unsigned: bool = False
+
+    # --- HTTP exposure ---
+    public_docs: bool = False  # /docs, /redoc and /openapi.json: off unless asked for
+    metrics_token: SecretStr | None = None  # /metrics for a scraper (Bearer); supervisors and admins always may
 
     # --- logs ---
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

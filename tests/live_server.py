@@ -40,8 +40,10 @@ def shared_real_server(tmp_root: Any) -> str:
     # a test does not sit through every answer's full length on the wire.
     # warm_answers=False: filling the synthesis cache with every answer (minutes with the neural voice on a fresh
     # checkout) would compete with the tests for the 2 cores; it has a test of its own.
+    # inbound_burst_s=None: the callers replay recordings faster than real time; twilio_allow_unsigned: they also
+    # play Twilio, without a signing token.
     settings = Settings(db_url=f"sqlite+aiosqlite:///{tmp_root / 'real-calls.db'}", log_level="WARNING",
-                        pace_audio=False, warm_answers=False)
+                        pace_audio=False, warm_answers=False, inbound_burst_s=None, twilio_allow_unsigned=True)
     context = serve_app(with_softphone(create_app(settings, configure_logs=False)), settings, ready_timeout_s=900)
     _SHARED["base"] = context.__enter__()
     atexit.register(context.__exit__, None, None, None)

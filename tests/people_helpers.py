@@ -91,7 +91,11 @@ class Console:
 
     @classmethod
     async def connect(cls, base: str, path: str, token: str) -> "Console":
-        url = base.replace("http://", "ws://") + f"{path}?token={token}"
+        """As the consoles do: a one-time ticket for the session token, then the websocket with `?ticket=`."""
+        async with httpx.AsyncClient() as client:
+            r = await client.post(f"{base}/api/ws-ticket", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+        ticket = r.json()["ticket"] if r.status_code == 200 else "invalid"
+        url = base.replace("http://", "ws://") + f"{path}?ticket={ticket}"
         return cls(await websockets.connect(url, max_size=None))
 
     async def _read(self) -> None:

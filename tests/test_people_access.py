@@ -18,11 +18,11 @@ from people_helpers import PASSWORD, add_users, build_app, make_settings
 from server.people.auth import PERMISSIONS
 from server.people.consoles import WS_MESSAGES
 
-# Public on purpose: liveness/readiness/metrics for operators and probes, the caller side (softphone page and the call
-# websockets: callers do not sign in), the console pages (empty shells: all data comes from /api and the console
-# websockets), sign-in itself, and the API documentation.
-PUBLIC = {"/healthz", "/readyz", "/metrics", "/", "/softphone/{name}", "/ws/call", "/ws/twilio", "/agent", "/supervisor",
-          "/people/{name}", "/api/auth/login", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+# Public on purpose: liveness/readiness for probes, the caller side (softphone page and the call websockets: callers
+# do not sign in), the console pages (empty shells: all data comes from /api and the console websockets) and sign-in
+# itself. /metrics needs a supervisor or the scraper's token; the API documentation exists only with public_docs.
+PUBLIC = {"/healthz", "/readyz", "/", "/softphone/{name}", "/ws/call", "/ws/twilio", "/agent", "/supervisor",
+          "/people/{name}", "/api/auth/login"}
 ROLES = ["anonymous", "agent", "other_agent", "supervisor", "admin"]
 USERS = {"agent": "mei", "other_agent": "alice", "supervisor": "sam", "admin": "root"}
 ROLE_OF = {"agent": "agent", "other_agent": "agent", "supervisor": "supervisor", "admin": "admin"}
@@ -65,7 +65,8 @@ def permission_of(route: APIRoute) -> str | None:
 def client(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("access")
     settings = make_settings(tmp)
-    add_users(settings, [("mei", "agent", "zh"), ("alice", "agent", "en"), ("sam", "supervisor", ""), ("root", "admin", "")])
+    add_users(settings, [("mei", "agent", "zh"), ("alice", "agent", "en"), ("sam", "supervisor", ""), ("root", "admin", ""),
+                         ("victim", "agent", "en")])
     app = build_app(settings, components=fake_components())
     with TestClient(app) as c:
         deadline = time.monotonic() + 30
@@ -105,13 +106,19 @@ def _seed_call(c: TestClient, app) -> None:
 
 
 def _request(c: TestClient, route: APIRoute, token: str | None):
-    path = route.path.replace("{call_id}", CALL).replace("{name}", "x").replace("{entry_id}", ENTRY)
+    # Account management acts on an account of its own ("victim"), so the roles' sessions stay valid.
+    name = "victim" if route.path.startswith("/api/users/{name}") else "x"
+    path = route.path.replace("{call_id}", CALL).replace("{name}", name).replace("{entry_id}", ENTRY)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     method = sorted(route.methods - {"HEAD"})[0]
     c.cookies.clear()  # sign-in sets a session cookie on this client: each role sends only its own token
     body = BODIES.get((route.path, method), lambda: None)()
     if route.path == "/api/knowledge/entries/{entry_id}" and method == "PUT":
         body = _entry_body(c, token)
+    if path == "/api/users" and method == "POST":
+        body = {"name": f"new{time.monotonic_ns()}", "role": "supervisor", "password": PASSWORD}
+    if route.path == "/api/users/{name}/password":
+        body = {"password": PASSWORD + " again"}
     return c.request(method, path, headers=headers, json=body)
 
 
@@ -204,8 +211,13 @@ def test_supervisor_reads_are_masked_and_audited(client):
 
 
 def _ws(client, path: str, token: str | None):
+    """A console websocket as the pages open it: a one-time ticket for the session, then `?ticket=`."""
     client.cookies.clear()
-    return client.websocket_connect(path + (f"?token={token}" if token else ""))
+    if not token:
+        return client.websocket_connect(path)
+    ticket = client.post("/api/ws-ticket", headers={"Authorization": f"Bearer {token}"}).json()["ticket"]
+    client.cookies.clear()
+    return client.websocket_connect(f"{path}?ticket={ticket}")
 
 
 def test_websocket_connections_by_role(client):

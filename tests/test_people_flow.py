@@ -143,7 +143,7 @@ async def test_mandarin_caller_reaches_the_mandarin_agent_and_is_stored(tmp_path
 
 async def test_caller_hanging_up_while_waiting_is_abandoned(tmp_path):
     settings = make_settings(tmp_path)
-    add_users(settings, [("alice", "agent", "en")])
+    add_users(settings, [("alice", "agent", "en"), ("sam", "supervisor", "")])  # sam reads /metrics
     comps = fake_components(script=[("我要转人工", "zh")])
     app = build_app(settings, components=comps)
     with serve(app, settings) as base:
@@ -154,7 +154,7 @@ async def test_caller_hanging_up_while_waiting_is_abandoned(tmp_path):
         await caller.wait_event("audio.start", text="暂时没有空闲的坐席。")
         queue = await alice.wait(lambda c: next((e for e in reversed(c.named("queue")) if e["queue"]), None))
         assert queue["queue"][0]["call_id"] == call_id and queue["queue"][0]["language"] == "zh"
-        metrics = httpx.get(f"{base}/metrics").text
+        metrics = httpx.get(f"{base}/metrics", headers={"Authorization": f"Bearer {login(base, 'sam')}"}).text
         assert 'hotline_agent_queue_waiting{language="zh"} 1.0' in metrics
         await caller.send_json({"event": "hangup"})
         await caller.wait_closed()

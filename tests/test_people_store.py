@@ -121,3 +121,36 @@ async def test_dashboard_figures(store):
     assert sum(day["calls"] for day in d["per_day"]) == 4 and len(d["per_day"]) == 7
     today = next(x for x in d["per_day"] if x["day"] == NOW.date().isoformat())
     assert (today["calls"], today["bot_only"], today["escalated"]) == (2, 1, 1)
+
+
+async def test_search_matches_the_masked_text_only(store):
+    """A masked phone number cannot be recovered digit by digit through searches (only what a supervisor sees
+    matches), and rows stored before the masked column existed are filled by the migration."""
+    await seed(store)
+    for probe in ("13812345678", "1381234", "138", "5678", "8"):
+        assert await ids(store, q=probe) == [], probe
+    assert await ids(store, q="[phone]") == ["b"]  # what the supervisor sees
+    assert await ids(store, q="电话") == ["b"]
+
+
+def test_migration_fills_masked_text_of_older_rows(tmp_path):
+    import sqlite3
+
+    from alembic import command
+    from alembic.config import Config
+
+    from server.store.db import MIGRATIONS_DIR
+
+    db = tmp_path / "old.db"
+    url = f"sqlite+aiosqlite:///{db}"
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.attributes["db_url"] = url
+    command.upgrade(cfg, "0002")
+    with sqlite3.connect(db) as c:
+        c.execute("INSERT INTO calls (id, protocol, state, started_at) VALUES ('x', 'native', 'completed', '2026-01-01')")
+        c.execute("INSERT INTO turns (call_id, seq, speaker, kind, text, language, language_code, mixed, interrupted,"
+                  " created_at) VALUES ('x', 1, 'caller', 'utterance', 'call 13812345678', 'en', 'en', 0, 0, '2026-01-01')")
+    command.upgrade(cfg, "head")
+    with sqlite3.connect(db) as c:
+        assert c.execute("SELECT text_masked FROM turns").fetchone()[0] == "call [PHONE]"

@@ -32,7 +32,9 @@ SCRIPT = [("How do I apply for a work permit", "en"), ("工作许可怎么办", 
 def fake_server(tmp_path_factory):
     """The real app on uvicorn with fake models; every call pops its transcripts from one shared script."""
     db = tmp_path_factory.mktemp("db") / "calls.db"
-    settings = Settings(db_url=f"sqlite+aiosqlite:///{db}", log_level="WARNING", no_input_s=30.0)
+    # The test caller's fast pacing replays audio faster than real time, and it plays Twilio without a token.
+    settings = Settings(db_url=f"sqlite+aiosqlite:///{db}", log_level="WARNING", no_input_s=30.0,
+                        inbound_burst_s=None, twilio_allow_unsigned=True)
     app = create_app(settings, components=fake_components(script=SCRIPT * 40), configure_logs=False)
     with serve_app(app, settings, ready_timeout_s=60) as base:
         yield base

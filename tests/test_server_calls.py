@@ -22,9 +22,14 @@ from serving import running_server
 from wsclient import NativeCaller, TwilioCaller
 
 
+SCRAPER_TOKEN = "test-scraper-token"  # /metrics is not public: a scraper sends this
+SCRAPER = {"Authorization": f"Bearer {SCRAPER_TOKEN}"}
+
+
 def make_settings(tmp_path: Path, **overrides) -> Settings:
+    # twilio_allow_unsigned: these tests play Twilio without a signing token (one test sets a token).
     base = dict(db_url=f"sqlite+aiosqlite:///{tmp_path / 'calls.db'}", pace_audio=False, start_timeout_s=0.3,
-                no_input_s=30.0, log_json=False)
+                no_input_s=30.0, log_json=False, twilio_allow_unsigned=True, metrics_token=SCRAPER_TOKEN)
     base.update(overrides)
     return Settings(**base)
 
@@ -433,14 +438,14 @@ async def test_readyz_waits_for_models_and_metrics_count_calls(tmp_path):
                 await asyncio.sleep(0.05)
             caller = await NativeCaller.connect(f"ws://127.0.0.1:{port}/ws/call")
             await greeted(caller)
-            text = (await client.get(f"{base}/metrics")).text
+            text = (await client.get(f"{base}/metrics", headers=SCRAPER)).text
             assert 'hotline_calls_in_progress{protocol="native"} 1.0' in text
             await ask(caller)
             await caller.wait_event("answer")
             await caller.send_json({"event": "hangup"})
             await caller.wait_closed()
             await asyncio.sleep(0.2)
-            text = (await client.get(f"{base}/metrics")).text
+            text = (await client.get(f"{base}/metrics", headers=SCRAPER)).text
         assert 'hotline_calls_in_progress{protocol="native"} 0.0' in text
         assert 'hotline_calls_total{protocol="native",state="caller_hangup"} 1.0' in text
         assert 'hotline_stage_latency_seconds_count{stage="routing"} 1.0' in text

@@ -9,6 +9,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, Union
 
+ID_MAX = 64  # the store's caller_id, carrier_call_id and stream_id columns
+DTMF_DIGITS = frozenset("0123456789*#ABCD")
+
+
+def clean_id(value: object, limit: int = ID_MAX) -> str | None:
+    """A peer-supplied identifier (caller id, call SID, stream SID) fit to store: printable, trimmed, at most
+    `limit` characters; None when nothing is left."""
+    if value is None:
+        return None
+    text = "".join(ch for ch in str(value)[: limit * 4] if ch.isprintable()).strip()[:limit]
+    return text or None
+
+
 # ------------------------------------------------------------------ inbound (caller -> service)
 
 

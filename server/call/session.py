@@ -41,6 +41,7 @@ from server.call.messages import (
     ProtocolError,
     StartCall,
 )
+from server.call.limits import AudioPacer, TokenBucket
 from server.call.turn_taking import NoInputPolicy, split_by_language
 from server.call.pools import Overloaded
 from server.store.recorder import CallRecorder
@@ -61,6 +62,7 @@ log = logging.getLogger("hotline.call")
 FRAME_BYTES = FRAME_SAMPLES * 2
 FRAME_S = FRAME_SAMPLES / SAMPLE_RATE
 CLOSE_NORMAL, CLOSE_POLICY, CLOSE_INTERNAL, CLOSE_TRY_AGAIN = 1000, 1008, 1011, 1013
+STORE_WAIT_S = 2.0  # how long an answer waits for its caller turn to be stored before it goes anyway
 CLEANUP_WAIT_S = 5.0  # how long an ending call waits for its stages to stop before it records the end anyway
 
 # ------------------------------------------------------------------ messages between the stages
@@ -143,10 +145,12 @@ class CallSession:
         self.clock = clock
         self.call_id = uuid.uuid4().hex
         self.protocol = connection.protocol
-        self.recorder = CallRecorder(store=context.store, call_id=self.call_id, metrics=context.metrics)
-        connection.on_slow_consumer = lambda: self._control_now(EndCall("dropped", "slow_consumer", CLOSE_POLICY))
-
         s = self.settings
+        self.recorder = CallRecorder(store=context.store, call_id=self.call_id, metrics=context.metrics,
+                                     max_queue=s.recorder_queue_max)
+        connection.on_slow_consumer = lambda: self._control_now(EndCall("dropped", "slow_consumer", CLOSE_POLICY))
+        self._pacer = AudioPacer(burst_s=s.inbound_burst_s) if s.inbound_burst_s is not None else None
+        self._control_bucket = TokenBucket(capacity=s.control_events_burst, rate=s.control_events_per_s)
         self._audio_q: asyncio.Queue[bytes] = asyncio.Queue(maxsize=s.inbound_queue_max)
         self._finals_q: asyncio.Queue[tuple[Any, float, float]] = asyncio.Queue()
         self._dialog_q: asyncio.Queue[Utterance] = asyncio.Queue()
@@ -339,6 +343,9 @@ class CallSession:
                 return
             for m in messages:
                 if isinstance(m, AudioIn):
+                    if self._pacer is not None and not self._pacer.accept(len(m.pcm16), self.clock()):
+                        self._too_fast()
+                        return
                     if not self._started.is_set() and self.protocol == "native":
                         self._started.set()  # audio before call.start: the call starts with defaults
                     if not self._started.is_set():
@@ -347,9 +354,12 @@ class CallSession:
                         self._audio_q.put_nowait(m.pcm16)
                     except asyncio.QueueFull:
                         self.metrics.errors.labels(kind="audio_backlog").inc()
+                elif isinstance(m, (DtmfIn, PlaybackMark, ProtocolError)) and not self._control_allowed(m):
+                    continue
                 elif isinstance(m, StartCall):
                     if self._started.is_set():
-                        self._protocol_error(ProtocolError("bad_event", "the call has already started"))
+                        if self._control_allowed(m):
+                            self._protocol_error(ProtocolError("bad_event", "the call has already started"))
                     else:
                         self._start_msg = m
                         self._started.set()
@@ -361,8 +371,27 @@ class CallSession:
                     self.recorder.event("mark", {"name": m.name})
                 elif isinstance(m, ProtocolError):
                     self._protocol_error(m)
+                    if m.close_code is not None:
+                        return  # the call is closing: nothing more from this peer is read
                 elif isinstance(m, Ignored):
                     pass
+
+    def _control_allowed(self, m: Any) -> bool:
+        """Control events cost a database write each: a burst, then `control_events_per_s`; the excess is dropped
+        and counted. A protocol error that closes the call always passes."""
+        if isinstance(m, ProtocolError) and m.close_code is not None:
+            return True
+        if self._control_bucket.take(1, self.clock()):
+            return True
+        self.metrics.errors.labels(kind="control_rate").inc()
+        return False
+
+    def _too_fast(self) -> None:
+        self.metrics.errors.labels(kind="audio_too_fast").inc()
+        log.warning("caller audio faster than real time", extra={"protocol": self.protocol})
+        self.recorder.event("protocol_error", {"code": "too_fast"})
+        self._send(ErrorOut(code="too_fast", message="audio arrives faster than real time; closing"))
+        self._control_now(EndCall("error", "audio_too_fast", CLOSE_POLICY))
 
     def _protocol_error(self, err: ProtocolError) -> None:
         self.metrics.errors.labels(kind=f"protocol_{err.code}").inc()
@@ -476,6 +505,7 @@ class CallSession:
             speaker="caller", kind="utterance", text=t.text, **_verdict_fields(v), audio_start_s=t.start_s,
             audio_end_s=t.end_s, endpoint_s=utt.endpoint_s, recognition_s=utt.recognition_s,
         )
+        stored = self.recorder.written()
         self.metrics.turns.labels(speaker="caller", language=v.label, route="").inc()
         log.info("caller turn", extra={"language": v.label, "caller": {"text": t.text}})
         if v.label in ("en", "zh"):
@@ -502,6 +532,13 @@ class CallSession:
                    "route_ms": round(routing_s * 1000, 1), "encoder_ms": round(encoder_s * 1000, 1),
                    "decoder_ms": round(max(0.0, t.recognition_s - encoder_s) * 1000, 1),
                    "speculative": 1.0 if utt.speculative else 0.0}
+        # The caller's turn is in the store before the caller hears an answer to it (a write takes milliseconds
+        # and ran while routing decided): a crash after the answer never loses the turn it answered.
+        try:
+            async with asyncio.timeout(STORE_WAIT_S):
+                await stored
+        except TimeoutError:
+            self.metrics.errors.labels(kind="store_slow").inc()
         self._send(AnswerOut(route=decision.route, topic=decision.topic, text=decision.answer, language=decision.language,
                              entry_id=decision.entry_id, score=float(decision.score), timings=timings))
         self.recorder.event("decision", {"route": decision.route, "topic": decision.topic, "reason": decision.reason,

@@ -80,6 +80,27 @@ def build_pools(settings: Any, metrics: Metrics) -> Pools:
     )
 
 
+def warm_resampler() -> None:
+    """The Twilio edge resamples with scipy, which is imported on first use: seconds on a busy machine, found by
+    `hotline bench fuzz` as a stalled event loop at the first Twilio call. Paid at start-up instead (server/app.py,
+    after the models warm, whatever they are)."""
+    import numpy as np
+
+    from voice.audio import resample
+
+    resample(np.zeros(160, dtype=np.float32), 8000, 16000)
+
+
+def mask_chat_backend(router: Any) -> None:
+    """The optional chat backend is another company's server: it gets the caller's words with their personal data
+    masked (phone, ID, passport, application numbers, e-mail addresses), never as said."""
+    rewriter = getattr(router, "rewriter", None)
+    if rewriter is not None:
+        from server.people.masking import mask_text
+
+        rewriter.redact = mask_text
+
+
 def load_components(settings: Any) -> Components:
     """Load the real models (blocking, seconds): call from a thread at start-up."""
     from routing.router import Router
@@ -102,6 +123,7 @@ def load_components(settings: Any) -> Components:
     base_vad = timed("vad", lambda: build_vad(voice))
     synthesizer = timed("synthesizer", lambda: build_synthesizer(voice))
     router = timed("router", lambda: Router.load(settings.routing))
+    mask_chat_backend(router)
     prompts = router.prompts  # loaded and validated once, by the router
 
     def make_transcriber(language_hint: str | None) -> Any:

@@ -10,6 +10,7 @@ import csv
 import datetime as dt
 import io
 import json
+import time
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
@@ -19,8 +20,9 @@ from sqlalchemy import select
 from server.people.auth import COOKIE, AuthError, AuthService, PasswordRejected, Principal, auth_service, request_token, require
 from server.people import history
 from server.people.models import QueueOutcome
+from server.security import ERROR_RESPONSES, unprocessable
 
-router = APIRouter(prefix="/api")
+router = APIRouter(prefix="/api", responses=ERROR_RESPONSES)
 
 # ------------------------------------------------------------------ schemas
 
@@ -203,6 +205,19 @@ class OkOut(BaseModel):
     ok: bool = True
 
 
+class TicketOut(BaseModel):
+    ticket: str
+    expires_in_s: float
+
+
+class PasswordIn(BaseModel):
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class RevokedOut(BaseModel):
+    revoked_sessions: int
+
+
 Auth = Annotated[AuthService, Depends(auth_service)]
 
 
@@ -218,11 +233,20 @@ def _public(p: Principal) -> UserPublic:
 
 
 @router.post("/auth/login", response_model=LoginOut)
-async def login(body: LoginIn, response: Response, auth: Auth) -> LoginOut:
+async def login(body: LoginIn, request: Request, response: Response, auth: Auth) -> LoginOut:
+    throttle = _people(request).throttle
+    address = request.client.host if request.client else "unknown"
+    wait = throttle.retry_after(name=body.name, address=address, now=time.monotonic())
+    if wait is not None:
+        raise HTTPException(status_code=429, detail="too many failed sign-ins; try again later",
+                            headers={"Retry-After": str(wait)})
     try:
         token, principal = await auth.login(body.name, body.password)
     except AuthError as exc:
+        throttle.failed(name=body.name, address=address, now=time.monotonic())
+        await auth.audit_failure(body.name, "login_failed", detail={"address": address})
         raise HTTPException(status_code=401, detail=str(exc)) from None
+    throttle.succeeded(name=body.name)
     response.set_cookie(COOKIE, token, max_age=int(auth.token_ttl_s), httponly=True, samesite="strict", path="/")
     return LoginOut(token=token, expires_in_s=auth.token_ttl_s, user=_public(principal))
 
@@ -235,6 +259,14 @@ async def logout(request: Request, response: Response, auth: Auth,
         await auth.logout(token)
     response.delete_cookie(COOKIE, path="/")
     return OkOut()
+
+
+@router.post("/ws-ticket", response_model=TicketOut)
+async def ws_ticket(request: Request, auth: Auth, who: Annotated[Principal, require("self")]) -> TicketOut:
+    """A one-time ticket for opening a console websocket (`?ticket=`), valid for a few seconds: the session token
+    itself never goes into a URL."""
+    token = request_token(request) or ""
+    return TicketOut(ticket=auth.tickets.issue(token, time.monotonic()), expires_in_s=auth.tickets.ttl_s)
 
 
 @router.get("/me", response_model=UserPublic)
@@ -290,7 +322,9 @@ async def calls(request: Request, who: Annotated[Principal, require("calls.revie
     return CallListOut(total=total, items=[CallSummaryOut(**i) for i in items])
 
 
-@router.get("/calls/export")
+@router.get("/calls/export", response_class=Response, responses={200: {
+    "description": "the calls of the filter with their masked transcripts, as CSV or JSON",
+    "content": {"text/csv": {"schema": {"type": "string"}}, "application/json": {"schema": {"type": "object"}}}}})
 async def export(request: Request, who: Annotated[Principal, require("calls.review")],
                  f: Annotated[history.CallFilter, Depends(call_filter)],
                  format: Literal["csv", "json"] = "csv") -> Response:
@@ -386,7 +420,7 @@ async def add_user(body: UserCreate, auth: Auth, who: Annotated[Principal, requi
     try:
         user = await auth.add_user(name=body.name, role=body.role, password=body.password, languages=body.languages)
     except (AuthError, PasswordRejected) as exc:
-        raise HTTPException(status_code=422, detail=str(exc)) from None
+        raise unprocessable("password" if isinstance(exc, PasswordRejected) else "name", str(exc)) from None
     await auth.audit(who, "add_user", detail={"user": user.name, "role": user.role})
     return UserPublic(name=user.name, role=user.role, languages=[x for x in user.languages.split(",") if x])
 
@@ -397,3 +431,39 @@ async def audit_log(auth: Auth, who: Annotated[Principal, require("audit.read")]
     rows = await auth.audit_entries(limit=limit, call_id=call_id)
     return [AuditOut(id=r.id, at=history._iso(r.at) or "", user_name=r.user_name, role=r.role, action=r.action,
                      call_id=r.call_id, detail=r.detail) for r in rows]
+
+
+async def _manage(auth: AuthService, who: Principal, name: str, action: str, fn: Any) -> Any:
+    try:
+        result = await fn()
+    except PasswordRejected as exc:
+        raise unprocessable("password", str(exc)) from None
+    except AuthError as exc:
+        raise HTTPException(status_code=404, detail=str(exc)) from None
+    await auth.audit(who, action, detail={"user": name})
+    return result
+
+
+@router.post("/users/{name}/disable", response_model=OkOut)
+async def disable_user(name: str, auth: Auth, who: Annotated[Principal, require("users.manage")]) -> OkOut:
+    await _manage(auth, who, name, "disable_user", lambda: auth.set_disabled(name, True))
+    return OkOut()
+
+
+@router.post("/users/{name}/enable", response_model=OkOut)
+async def enable_user(name: str, auth: Auth, who: Annotated[Principal, require("users.manage")]) -> OkOut:
+    await _manage(auth, who, name, "enable_user", lambda: auth.set_disabled(name, False))
+    return OkOut()
+
+
+@router.post("/users/{name}/revoke", response_model=RevokedOut)
+async def revoke_user(name: str, auth: Auth, who: Annotated[Principal, require("users.manage")]) -> RevokedOut:
+    count = await _manage(auth, who, name, "revoke_sessions", lambda: auth.revoke(name))
+    return RevokedOut(revoked_sessions=count)
+
+
+@router.post("/users/{name}/password", response_model=OkOut)
+async def reset_password(name: str, body: PasswordIn, auth: Auth,
+                         who: Annotated[Principal, require("users.manage")]) -> OkOut:
+    await _manage(auth, who, name, "reset_password", lambda: auth.reset_password(name, body.password))
+    return OkOut()

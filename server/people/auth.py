@@ -5,7 +5,13 @@
   slow for a guesser, fast enough for a sign-in.
 - Sessions: a random token (32 bytes, url-safe) is handed to the client once; only its SHA-256 is stored, with an
   expiry, so a copy of the database gives no usable token. Pages send it as `Authorization: Bearer …` or the
-  `hotline_session` cookie (HttpOnly, SameSite=Strict); websockets as `?token=…`.
+  `hotline_session` cookie (HttpOnly, SameSite=Strict). Websockets never carry it in the URL (URLs end up in logs
+  and browser history): the console first asks `POST /api/ws-ticket` for a one-time ticket that expires in
+  `ws_ticket_ttl_s` (30 s) and opens `?ticket=…`; the ticket stands for the session it was made from.
+- Scrypt runs in a worker thread (`asyncio.to_thread`): 50-80 ms of hashing on the event loop would delay every
+  call's audio. Sign-in guessing is throttled per account and per address (server/people/throttle.py).
+- Signing out, disabling an account or revoking its tokens tells every open console of that session or account at
+  once (`watch`); the consoles also re-check their session every `session_check_s`, which catches expiry.
 - Roles: agent, supervisor, admin. `PERMISSIONS` says which role may do what; routes declare the permission they
   need with `Depends(require("…"))`, and the access-matrix test checks every route of the app against it.
 - No default passwords in production: well-known passwords are refused, and accounts made with `--dev` (which may
@@ -13,12 +19,14 @@
 """
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
 import hashlib
 import hmac
 import secrets
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Callable, Iterable
 
 from fastapi import Depends, HTTPException, Request, WebSocket
@@ -135,15 +143,75 @@ class Principal:
         return self.role in PERMISSIONS[permission]
 
 
+@dataclass
+class TicketBook:
+    """One-time websocket tickets: ticket -> (the session token it stands for, expiry on a monotonic clock).
+
+    In memory, per process: a ticket is used seconds after it is made, by the same browser, on the same server.
+    At most `max_tickets` are outstanding (expired ones are swept first), so asking for tickets cannot fill memory.
+    """
+
+    ttl_s: float = 30.0
+    max_tickets: int = 10_000
+    _tickets: dict[str, tuple[str, float]] = field(default_factory=dict)
+
+    def issue(self, token: str, now: float) -> str:
+        if len(self._tickets) >= self.max_tickets:
+            self._tickets = {k: v for k, v in self._tickets.items() if v[1] > now}
+            while len(self._tickets) >= self.max_tickets:
+                self._tickets.pop(next(iter(self._tickets)))
+        ticket = secrets.token_urlsafe(24)
+        self._tickets[token_hash(ticket)] = (token, now + self.ttl_s)
+        return ticket
+
+    def redeem(self, ticket: str | None, now: float) -> str | None:
+        """The session token of a valid ticket, once; None for an unknown, used or expired ticket."""
+        if not ticket or len(ticket) > 128:
+            return None
+        entry = self._tickets.pop(token_hash(ticket), None)
+        if entry is None or entry[1] <= now:
+            return None
+        return entry[0]
+
+
 class AuthService:
     """Accounts, tokens and the audit log on the store's engine. `now` is injectable for expiry tests."""
 
     def __init__(self, *, store: Any, token_ttl_s: float = 12 * 3600, dev_mode: bool = False,
-                 now: Callable[[], dt.datetime] = utcnow) -> None:
+                 now: Callable[[], dt.datetime] = utcnow, ticket_ttl_s: float = 30.0) -> None:
         self.store = store
         self.token_ttl_s = token_ttl_s
         self.dev_mode = dev_mode
         self.now = now
+        self.tickets = TicketBook(ttl_s=ticket_ttl_s)
+        # Open consoles to tell when their session ends: token hash or ("user", id) -> callbacks.
+        self._watchers: dict[Any, set[Callable[[str], None]]] = {}
+
+    # --- open consoles
+
+    def watch(self, token: str, user_id: int, callback: Callable[[str], None]) -> Callable[[], None]:
+        """Call `callback(reason)` when this session is signed out or the account is disabled or revoked.
+        Returns the function that stops watching."""
+        keys = (token_hash(token), ("user", user_id))
+        for key in keys:
+            self._watchers.setdefault(key, set()).add(callback)
+
+        def unwatch() -> None:
+            for key in keys:
+                group = self._watchers.get(key)
+                if group is not None:
+                    group.discard(callback)
+                    if not group:
+                        del self._watchers[key]
+
+        return unwatch
+
+    def _notify(self, key: Any, reason: str) -> None:
+        for callback in list(self._watchers.get(key, ())):
+            try:
+                callback(reason)
+            except Exception:  # one console's problem must not stop the others from being told
+                pass
 
     # --- accounts
 
@@ -161,7 +229,8 @@ class AuthService:
         async with self.store.sessions.begin() as s:
             if (await s.execute(select(User).where(User.name == name))).scalar_one_or_none() is not None:
                 raise AuthError(f"user {name!r} exists")
-            user = User(name=name, role=role, languages=",".join(langs), password_hash=hash_password(password),
+            hashed = await asyncio.to_thread(hash_password, password)
+            user = User(name=name, role=role, languages=",".join(langs), password_hash=hashed,
                         dev_only=dev, disabled=False, created_at=self.now())
             s.add(user)
         return user
@@ -180,8 +249,9 @@ class AuthService:
     async def login(self, name: str, password: str) -> tuple[str, Principal]:
         async with self.store.sessions() as s:
             user = (await s.execute(select(User).where(User.name == name))).scalar_one_or_none()
-        # Verify against a dummy hash when the user does not exist: the answer takes as long either way.
-        ok = verify_password(password, user.password_hash if user else _DUMMY_HASH)
+        # Verify against a dummy hash when the user does not exist: the answer takes as long either way. In a
+        # thread: scrypt holds the CPU for 50-80 ms, which on the event loop would stall every call's audio.
+        ok = await asyncio.to_thread(verify_password, password, user.password_hash if user else _DUMMY_HASH)
         if user is None or not ok or user.disabled:
             raise AuthError("wrong user name or password")
         if user.dev_only and not self.dev_mode:
@@ -212,6 +282,41 @@ class AuthService:
     async def logout(self, token: str) -> None:
         async with self.store.sessions.begin() as s:
             await s.execute(update(AuthToken).where(AuthToken.token_hash == token_hash(token)).values(revoked=True))
+        self._notify(token_hash(token), "signed_out")
+
+    # --- account management (admin route and `hotline users ...`)
+
+    async def _user(self, s: Any, name: str) -> User:
+        user = (await s.execute(select(User).where(User.name == name))).scalar_one_or_none()
+        if user is None:
+            raise AuthError(f"no user {name!r}")
+        return user
+
+    async def revoke(self, name: str) -> int:
+        """Revoke every session of `name`; open consoles are closed. Returns how many sessions were live."""
+        async with self.store.sessions.begin() as s:
+            user = await self._user(s, name)
+            result = await s.execute(update(AuthToken).where(AuthToken.user_id == user.id, AuthToken.revoked.is_(False))
+                                     .values(revoked=True))
+            user_id = user.id
+        self._notify(("user", user_id), "revoked")
+        return result.rowcount or 0
+
+    async def set_disabled(self, name: str, disabled: bool) -> None:
+        """Disable (sign-in refused, every session revoked, consoles closed) or enable an account."""
+        async with self.store.sessions.begin() as s:
+            user = await self._user(s, name)
+            user.disabled = disabled
+        if disabled:
+            await self.revoke(name)
+
+    async def reset_password(self, name: str, password: str) -> None:
+        """Set a new password (policy checked); every session of the account is revoked."""
+        async with self.store.sessions.begin() as s:
+            user = await self._user(s, name)
+            check_password_policy(password, name=name, dev=user.dev_only)
+            user.password_hash = await asyncio.to_thread(hash_password, password)
+        await self.revoke(name)
 
     # --- audit (append only: there is no update or delete here, and the database refuses both)
 
@@ -220,6 +325,11 @@ class AuthService:
         async with self.store.sessions.begin() as s:
             s.add(AuditEntry(at=self.now(), user_name=who.name, role=who.role, action=action[:48], call_id=call_id,
                              detail=detail))
+
+    async def audit_failure(self, name: str, action: str, *, detail: dict[str, Any] | None = None) -> None:
+        """An attempt by someone not signed in (a failed sign-in): the name they tried, role "-"."""
+        async with self.store.sessions.begin() as s:
+            s.add(AuditEntry(at=self.now(), user_name=(name or "")[:64], role="-", action=action[:48], detail=detail))
 
     async def audit_entries(self, *, limit: int = 200, call_id: str | None = None) -> list[AuditEntry]:
         async with self.store.sessions() as s:
@@ -276,13 +386,29 @@ def require(permission: str) -> Any:
     return Depends(dependency)
 
 
+def websocket_token(websocket: WebSocket) -> str | None:
+    """The session token behind a websocket: a one-time `?ticket=` (browsers cannot set headers on websockets, and
+    a URL is no place for a long-lived token), else the cookie or an Authorization header. Resolved once per
+    connection (the ticket is used up) and kept in the connection's scope for the re-checks that follow."""
+    scope = websocket.scope
+    if "hotline_token" not in scope:
+        service = getattr(websocket.app.state, "auth", None)
+        token = None
+        ticket = websocket.query_params.get("ticket")
+        if ticket and service is not None:
+            token = service.tickets.redeem(ticket, time.monotonic())
+        if token is None and not ticket:
+            token = websocket.cookies.get(COOKIE)
+            header = websocket.headers.get("authorization", "")
+            if not token and header.lower().startswith("bearer "):
+                token = header[7:].strip()
+        scope["hotline_token"] = token
+    return scope["hotline_token"]
+
+
 async def websocket_principal(websocket: WebSocket) -> Principal | None:
-    """The principal of a websocket upgrade: `?token=` (browsers cannot set headers on websockets) or the cookie."""
+    """The principal of a websocket upgrade (see `websocket_token`), checked again at every call."""
     service = getattr(websocket.app.state, "auth", None)
     if service is None:
         return None
-    token = websocket.query_params.get("token") or websocket.cookies.get(COOKIE)
-    header = websocket.headers.get("authorization", "")
-    if not token and header.lower().startswith("bearer "):
-        token = header[7:].strip()
-    return await service.authenticate(token)
+    return await service.authenticate(websocket_token(websocket))

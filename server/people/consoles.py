@@ -1,8 +1,12 @@
-"""The console websockets: `GET /ws/agent?token=…` (agents) and `GET /ws/supervisor?token=…` (supervisors, admins).
+"""The console websockets: `GET /ws/agent?ticket=…` (agents) and `GET /ws/supervisor?ticket=…` (supervisors, admins).
 
-Both refuse the upgrade (HTTP 403) without a valid token of an allowed role. Every JSON message is checked again:
-the token must still be valid (expiry, sign-out) and the message type must be allowed for the role
-(`WS_MESSAGES`); anything else gets `{"event": "error", "code": "forbidden" | "unknown_message" | ...}`.
+Both refuse the upgrade (HTTP 403) without a valid session of an allowed role (a one-time ticket from
+`POST /api/ws-ticket`, the session cookie or a bearer header; server/people/auth.py), and a browser's upgrade from
+another site (the Origin must be the service's own host or one of `people.allowed_origins`). Every JSON message is
+checked again: the session must still be valid and the message type allowed for the role (`WS_MESSAGES`); anything
+else gets `{"event": "error", "code": "forbidden" | "unknown_message" | ...}`. A session that ends (sign-out,
+revocation, a disabled account: at once; expiry: within `people.session_check_s`) closes the console with
+`session_expired` and 1008, whether or not the console sends anything.
 
 Agent console protocol
     from the console (JSON, key "type"):
@@ -24,13 +28,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from typing import Any, AsyncIterator, Callable
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from routing.queue import AcdError
-from server.people.auth import PERMISSIONS, Principal, websocket_principal
+from server.people.auth import PERMISSIONS, Principal, websocket_principal, websocket_token
 from server.people.masking import mask_text
 from server.people.live import Subscriber
 
@@ -56,14 +62,52 @@ class MaskingSubscriber(Subscriber):
         super().put(item)
 
 
+def origin_allowed(websocket: WebSocket) -> bool:
+    """Cross-site websocket hijacking: a page on another site can open a websocket to this one with the user's
+    cookie. Browsers always send Origin; it must name this service (or an allowed origin). Clients that are not
+    browsers send none and are judged by their credentials alone."""
+    origin = websocket.headers.get("origin")
+    if origin is None:
+        return True
+    settings = getattr(websocket.app.state.people, "settings", None)
+    if origin in (getattr(settings, "allowed_origins", ()) or ()):
+        return True
+    return urlsplit(origin).netloc.lower() == (websocket.headers.get("host") or "").lower()
+
+
 async def _open(websocket: WebSocket, path: str) -> Principal | None:
     permission, _ = WS_MESSAGES[path]
+    if not origin_allowed(websocket):
+        log.warning("console websocket refused: foreign origin")
+        await websocket.close(code=1008)  # before accept: the upgrade is answered 403
+        return None
     principal = await websocket_principal(websocket)
     if principal is None or principal.role not in PERMISSIONS[permission]:
         await websocket.close(code=1008)  # before accept: the upgrade is answered 403
         return None
     await websocket.accept()
     return principal
+
+
+async def _session_guard(websocket: WebSocket, principal: Principal, sub: Subscriber, writer: asyncio.Task[None]) -> None:
+    """Close the console when its session ends: told at once on sign-out, revocation or a disabled account, and
+    checked every `session_check_s` for expiry, without waiting for the console to send anything."""
+    auth = websocket.app.state.auth
+    every_s = getattr(getattr(websocket.app.state.people, "settings", None), "session_check_s", 5.0)
+    ended = asyncio.Event()
+    unwatch = auth.watch(websocket_token(websocket) or "", principal.user_id, lambda _why: ended.set())
+    try:
+        while not ended.is_set():
+            try:
+                async with asyncio.timeout(every_s):
+                    await ended.wait()
+            except TimeoutError:
+                again = await websocket_principal(websocket)
+                if again is None or again.user_id != principal.user_id:
+                    break
+        await _last_words(websocket, writer, sub, "session_expired")
+    finally:
+        unwatch()
 
 
 async def _writer(websocket: WebSocket, sub: Subscriber) -> None:
@@ -85,7 +129,7 @@ async def _checked(websocket: WebSocket, path: str, principal: Principal, raw: s
         return "too_large"
     try:
         msg = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: "[[[[…" nested deeper than the parser goes
         return "bad_json"
     if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
         return "bad_message"
@@ -106,21 +150,26 @@ async def _messages(
 ) -> AsyncIterator[dict[str, Any]]:
     """A console's checked JSON messages until it disconnects. A bad one is answered with an error event and
     skipped; binary frames go to `on_binary`; an expired session gets its last word and a 1008 close."""
-    while True:
-        message = await websocket.receive()
-        if message["type"] == "websocket.disconnect":
-            return
-        if message.get("bytes") is not None:
-            on_binary(message["bytes"])
-            continue
-        msg = await _checked(websocket, path, principal, message.get("text") or "")
-        if msg == "session_expired":
-            await _last_words(websocket, writer, sub, msg)
-            return
-        if isinstance(msg, str):
-            _error(sub, msg)
-            continue
-        yield msg
+    guard = asyncio.create_task(_session_guard(websocket, principal, sub, writer))
+    try:
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            if message.get("bytes") is not None:
+                on_binary(message["bytes"])
+                continue
+            msg = await _checked(websocket, path, principal, message.get("text") or "")
+            if msg == "session_expired":
+                await _last_words(websocket, writer, sub, msg)
+                return
+            if isinstance(msg, str):
+                _error(sub, msg)
+                continue
+            yield msg
+    finally:
+        guard.cancel()
+        await asyncio.gather(guard, return_exceptions=True)
 
 
 async def _last_words(websocket: WebSocket, writer: asyncio.Task[None], sub: Subscriber, code: str) -> None:
@@ -174,7 +223,7 @@ async def agent_console(websocket: WebSocket) -> None:
 
     try:
         async for msg in _messages(websocket, "/ws/agent", principal, sub, writer, on_binary=audio):
-            await _agent_message(runtime, principal, link, sub, msg)
+            await _agent_message(runtime, principal, link, sub, msg, max_reply=people.settings.reply_max_chars)
     except WebSocketDisconnect:
         pass
     finally:
@@ -247,7 +296,25 @@ def _resent_state(runtime: Any, link: Any) -> None:
                       "transcript": runtime.transcript_of(link.call_id, masked=False)})
 
 
-async def _agent_message(runtime: Any, principal: Principal, link: Any, sub: Subscriber, msg: dict[str, Any]) -> None:
+_SENTENCE_END = re.compile(r"(?<=[.!?。！？；;])\s*")
+
+
+def split_sentences(text: str, *, max_chars: int = 240) -> list[str]:
+    """A typed reply cut at sentence ends (English and Chinese punctuation); a sentence longer than `max_chars`
+    is cut at that length."""
+    out: list[str] = []
+    for sentence in _SENTENCE_END.split(text.strip()):
+        sentence = sentence.strip()
+        while len(sentence) > max_chars:
+            out.append(sentence[:max_chars])
+            sentence = sentence[max_chars:].strip()
+        if sentence:
+            out.append(sentence)
+    return out
+
+
+async def _agent_message(runtime: Any, principal: Principal, link: Any, sub: Subscriber, msg: dict[str, Any],
+                         max_reply: int = 1000) -> None:
     kind = msg["type"]
     name = principal.name
     try:
@@ -263,13 +330,18 @@ async def _agent_message(runtime: Any, principal: Principal, link: Any, sub: Sub
              "hand_back": runtime.hand_back}[kind](name, call_id)
         elif kind == "reply":
             text = msg.get("text")
-            if not isinstance(text, str):
+            if not isinstance(text, str) or not text.strip():
                 raise AcdError("text is required")
+            if len(text) > max_reply:
+                raise AcdError(f"a reply has at most {max_reply} characters")
 
             async def speak() -> None:
+                # One synthesis job per sentence, in order: a long reply never holds the (shared) synthesis worker
+                # for all of its length, and the caller hears the first sentence sooner.
                 try:
-                    said = await runtime.reply(name, text)
-                    sub.put({"event": "reply.sent", **said})
+                    for sentence in split_sentences(text):
+                        said = await runtime.reply(name, sentence)
+                        sub.put({"event": "reply.sent", **said})
                 except AcdError as exc:
                     _error(sub, "refused", str(exc))
                 except Exception as exc:  # synthesis overloaded or failed

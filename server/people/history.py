@@ -1,6 +1,10 @@
 """Reading the call store for the consoles: history with filters and full-text search, one call's transcript,
 export rows and the dashboard figures. Works on SQLite and PostgreSQL alike.
 
+Searches match the MASKED text only (`text_masked`, filled on insert by the listeners below and for older rows by
+migration 0003): a search for digits of a phone number finds nothing, whatever the call said, so searching cannot
+recover what the masking hides.
+
 Full-text search: Chinese has no spaces between words, so word tokenizers (FTS5's default, PostgreSQL's tsvector)
 miss most Chinese words. A substring match on lower-cased text (`lower(text) LIKE '%…%'`, with LIKE's wildcards
 escaped) finds any word in either language on both databases, with no extension to install. It scans the turns of
@@ -14,13 +18,22 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy import and_, event, exists, func, or_, select
 from sqlalchemy.orm import aliased
 
 from server.people.masking import mask_text
 from server.metrics import percentile
 from server.people.models import AgentTurn, QueueOutcome
 from server.store.models import Call, CallEvent, Turn, as_utc
+
+
+def _fill_masked(_mapper: Any, _connection: Any, target: Any) -> None:
+    target.text_masked = mask_text(target.text)
+
+
+for _model in (Turn, AgentTurn):
+    event.listen(_model, "before_insert", _fill_masked)
+    event.listen(_model, "before_update", _fill_masked)
 
 
 @dataclass(frozen=True)
@@ -63,8 +76,8 @@ def _conditions(f: CallFilter) -> list[Any]:
     if f.q and f.q.strip():
         pattern = f"%{_escape_like(f.q.strip().lower())}%"
         conds.append(or_(
-            exists().where(Turn.call_id == Call.id, func.lower(Turn.text).like(pattern, escape="\\")),
-            exists().where(AgentTurn.call_id == Call.id, func.lower(AgentTurn.text).like(pattern, escape="\\")),
+            exists().where(Turn.call_id == Call.id, func.lower(Turn.text_masked).like(pattern, escape="\\")),
+            exists().where(AgentTurn.call_id == Call.id, func.lower(AgentTurn.text_masked).like(pattern, escape="\\")),
         ))
     return conds
 

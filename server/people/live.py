@@ -49,20 +49,32 @@ class Recording:
 
     MAX_S = 2 * 3600
 
-    def __init__(self, *, clock: Callable[[], float]) -> None:
+    def __init__(self, *, clock: Callable[[], float], max_bytes: int = 64 * 1024 * 1024) -> None:
         self.clock = clock
         self.t0 = clock()
         self.caller = bytearray()
         self.line: list[tuple[int, bytes]] = []
         self._line_cursor = 0
+        # Kept audio (both sides) stops at max_bytes, and the mixed file's length at as many samples: one call
+        # never takes more memory or disk than that.
+        self.max_bytes = max_bytes
+        self.kept = 0
+        self.truncated = False
+
+    def _room(self, n: int) -> bool:
+        if self.kept + n > self.max_bytes:
+            self.truncated = True
+            return False
+        self.kept += n
+        return True
 
     def caller_audio(self, pcm: bytes) -> None:
-        if len(self.caller) < self.MAX_S * SAMPLE_RATE * 2:
+        if len(self.caller) < self.MAX_S * SAMPLE_RATE * 2 and self._room(len(pcm)):
             self.caller += pcm
 
     def line_audio(self, pcm: bytes) -> None:
         at = max(self._line_cursor, int((self.clock() - self.t0) * SAMPLE_RATE))
-        if at < self.MAX_S * SAMPLE_RATE:
+        if at < self.MAX_S * SAMPLE_RATE and (at + len(pcm) // 2) * 2 <= self.max_bytes and self._room(len(pcm)):
             self.line.append((at, pcm))
             self._line_cursor = at + len(pcm) // 2
 
@@ -137,12 +149,13 @@ class Subscriber:
 
 class LiveRegistry:
     def __init__(self, *, recordings: Any = None, recordings_dir: Path | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, recording_max_bytes: int = 64 * 1024 * 1024) -> None:
         if recordings is None and recordings_dir is not None:  # a folder given as such (tests, one process)
             from server.store.recordings import FolderRecordings
 
             recordings = FolderRecordings(recordings_dir)
         self.recordings = recordings  # server.store.recordings.RecordingStore, or None: not recorded
+        self.recording_max_bytes = recording_max_bytes  # one call's recording stops growing at this size
         self.clock = clock
         self.calls: dict[str, LiveCall] = {}  # the calls this process holds
         self.on_end: list[Callable[[LiveCall], None]] = []
@@ -167,7 +180,8 @@ class LiveRegistry:
         if existing is not None:
             return existing
         live = LiveCall(call_id=session.call_id, session=session, started_wall=time.time(), started=self.clock(),
-                        recording=Recording(clock=self.clock) if self.recordings is not None else None)
+                        recording=Recording(clock=self.clock, max_bytes=self.recording_max_bytes)
+                        if self.recordings is not None else None)
         self.calls[session.call_id] = live
         conn = session.conn
         receive, send, close = conn.receive, conn.send, conn.close

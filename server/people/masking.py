@@ -35,7 +35,7 @@ _SEP = r"[ \u3000\-.\u00b7()（）]"
 ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 ID_CHECK = "10X98765432"
 
-LABELS = ("APPLICATION", "ID", "PASSPORT", "PHONE", "NUMBER")
+LABELS = ("APPLICATION", "ID", "PASSPORT", "PHONE", "EMAIL", "NUMBER")
 
 
 def _digits(text: str) -> str:
@@ -76,8 +76,8 @@ def is_valid_resident_id(value: str) -> bool:
 
 
 def _is_phone(raw: str, digits: str) -> bool:
-    stripped = raw.lstrip()
-    if stripped.startswith("+") or digits.startswith("00"):
+    stripped = raw.lstrip().lower()
+    if stripped.startswith(("+", "＋", "plus")) or digits.startswith("00"):
         core = digits[2:] if digits.startswith("00") else digits
         return 8 <= len(core) <= 15
     if digits.startswith("86") and len(digits) == 13 and re.fullmatch(r"1[3-9]\d{9}", digits[2:]):
@@ -87,12 +87,46 @@ def _is_phone(raw: str, digits: str) -> bool:
     return bool(re.fullmatch(r"0\d{2,3}\d{7,8}", digits))
 
 
-_APPLICATION = re.compile(rf"(?<![A-Za-z0-9])[Ww][ \-]?[Pp][ \-:]?(?:{_D}{_SEP}?){{5,}}{_D}")
-_PASSPORT_CN = re.compile(r"(?<![A-Za-z0-9])[EeGgDdSsPp][A-Za-z]?[ \-]?\d{7,8}(?![A-Za-z0-9])")
+# ------------------------------------------------------------------ digit runs as recognition writes them
+#
+# A number is read out in groups, and a recogniser writes the groups with whatever it heard between them: spaces,
+# hyphens, dots, brackets ("(021) 6234 5678"), commas ("139, 8765, 4321", "138，1234，5678"), slashes, or as words
+# ("one three nine ...", "double five"). The text is cut into digit TOKENS (a run of digit characters, or one
+# English digit word); tokens join into GROUPS (what was said in one breath: adjacent characters, or digit words
+# separated by spaces), and groups into RUNS across a separator. Commas and slashes also separate ordinary numbers
+# ("Room 1203, floor 12", "on the 26, 2025"), so across them a run continues only between groups of 3 or more
+# digits, as phone and ID numbers are grouped.
+
+_WORD_DIGITS = {"zero": "0", "oh": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6",
+                "seven": "7", "eight": "8", "nine": "9"}
+_REPEAT = {"double": 2, "triple": 3}
+_TOKEN = re.compile(
+    r"(?<![A-Za-z])(?P<word>(?i:zero|oh|one|two|three|four|five|six|seven|eight|nine|double|triple))(?![A-Za-z])"
+    rf"|(?P<chars>{_D}+)")
+_WORD_GAP = re.compile(r"[ \u3000]{1,2}|[ \u3000]?-[ \u3000]?")  # between spoken digit words of one group
+_STRONG_GAP = re.compile(rf"{_SEP}{{1,2}}|[ \u3000][\-–—][ \u3000]")
+_WEAK_GAP = re.compile(r"[ \u3000]?[,，、/／][ \u3000]?")
+_CURRENCY_BEFORE = re.compile(r"(?:[$¥￥€£]|rmb|usd|cny|hkd)\s?$", re.IGNORECASE)
+_CURRENCY_AFTER = re.compile(r"^\s?(?:元|块|万|yuan|rmb|dollars?|usd|kuai|euros?)", re.IGNORECASE)
+_APPLICATION_PREFIX = re.compile(r"(?<![A-Za-z])[Ww][ .\-]?[Pp][ .:：\-]{0,2}$")
+_PASSPORT_PREFIX = re.compile(r"(?<![A-Za-z])[EeGgDdSsPp][A-Za-z]?[ \-]?$")
+_PLUS_PREFIX = re.compile(r"(?:\+|＋|(?<![A-Za-z])plus )\s?$", re.IGNORECASE)
+_ID_CHECK_AFTER = re.compile(r"^[ \-]?[Xx](?![A-Za-z])")
 _PASSPORT_WORD = re.compile(r"(passport|护照)", re.IGNORECASE)
-_TOKEN = re.compile(r"(?<![A-Za-z0-9])(?=[A-Za-z0-9\-]*\d)[A-Za-z0-9][A-Za-z0-9\-]{4,14}[A-Za-z0-9](?![A-Za-z0-9])")
-# A run of digits with separators: at least 7 digits (shorter numbers are years, amounts, days).
-_RUN = re.compile(rf"(?<![A-Za-z0-9\uff10-\uff19])(?:\+|＋)?(?:{_D}{_SEP}{{0,2}}){{6,}}{_D}(?:{_SEP}?[Xx])?(?![A-Za-z0-9\uff10-\uff19])")
+# After "passport": a token of letters and digits, with one or two letters before it as a word of their own
+# ("G 78353374", as a recogniser splits a letter from the digits).
+_ALNUM_TOKEN = re.compile(r"(?<![A-Za-z0-9])(?:[A-Z]{1,2} )?(?=[A-Za-z0-9\-]*\d)[A-Za-z0-9][A-Za-z0-9\-]{4,14}"
+                          r"[A-Za-z0-9](?![A-Za-z0-9])")
+
+# E-mail addresses, written ("li.wei@qq.com", "li.wei @ qq.com") or spoken ("li wei dot zhang at gmail dot com",
+# "liwei艾特qq点com"). The spoken form needs a known top-level domain at the end, so "look at this" is not one.
+_TLD = r"(?:com|cn|net|org|edu|gov|io|co|uk|de|fr|jp|hk|sg|info|me|us|ca|au)"
+_EMAIL_WRITTEN = re.compile(r"(?<![A-Za-z0-9._%+\-])[A-Za-z0-9][A-Za-z0-9._%+\-]{0,63}\s?[@＠]\s?"
+                            r"[A-Za-z0-9\-]{1,63}(?:\.[A-Za-z0-9\-]{1,63}){0,4}\.[A-Za-z]{2,12}(?![A-Za-z])")
+_DOT = r"(?:\s?\.\s?|\s(?i:dot)\s|\s?点\s?)"
+_EMAIL_SPOKEN = re.compile(rf"(?<![A-Za-z0-9])[A-Za-z0-9][A-Za-z0-9_\-]{{0,40}}(?:{_DOT}[A-Za-z0-9_\-]{{1,40}}){{0,3}}"
+                           rf"(?:\s(?i:at)\s|\s?艾特\s?|\s?[@＠]\s?)"
+                           rf"[A-Za-z0-9\-]{{1,40}}(?:{_DOT}[A-Za-z0-9\-]{{1,40}}){{0,3}}?{_DOT}(?i:{_TLD})(?![A-Za-z])")
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,40 +136,157 @@ class Finding:
     label: str  # one of LABELS
 
 
+@dataclass
+class _Group:
+    start: int
+    end: int
+    digits: str
+    join: str = ""  # how it joins the previous group: "strong" | "weak" | "thousands" | "" (first)
+    gap: str = ""  # the separator text before it
+
+
+def _token_digits(match: re.Match[str]) -> str:
+    word = match.group("word")
+    if word is None:
+        return _digits(match.group("chars"))
+    return _WORD_DIGITS.get(word.lower(), "")
+
+
+def _groups(text: str) -> list[list[_Group]]:
+    """Digit groups of `text` chained into runs (see the comment above). One pass over the tokens."""
+    runs: list[list[_Group]] = []
+    run: list[_Group] = []
+    repeat = 1  # "double five": the next digit word counts twice
+    last_end, last_word = -1, False
+    for m in _TOKEN.finditer(text):
+        word = (m.group("word") or "").lower()
+        digits = "" if word in _REPEAT else _token_digits(m) * repeat
+        repeat = _REPEAT.get(word, 1)
+        gap = text[last_end:m.start()] if run else ""
+        if run and (gap == "" or (word and last_word and _WORD_GAP.fullmatch(gap))):
+            run[-1].end = m.end()  # the same group: adjacent characters, or digit words read one by one
+            run[-1].digits += digits
+        elif run and _STRONG_GAP.fullmatch(gap):
+            run.append(_Group(m.start(), m.end(), digits, "strong", gap))
+        elif run and _WEAK_GAP.fullmatch(gap):
+            thousands = gap in (",", "，") and not word and len(digits) == 3
+            run.append(_Group(m.start(), m.end(), digits, "thousands" if thousands else "weak", gap))
+        else:
+            if run:
+                runs.append(run)
+            run = [_Group(m.start(), m.end(), digits)]
+        last_end, last_word = m.end(), bool(word)
+    if run:
+        runs.append(run)
+    return [[g for g in r if g.digits] for r in runs if any(g.digits for g in r)]
+
+
+def _segments(run: list[_Group]) -> list[list[_Group]]:
+    """Cut a run where a comma or slash stands between groups too short to be parts of one number."""
+    out: list[list[_Group]] = [[run[0]]]
+    for g in run[1:]:
+        prev = out[-1][-1]
+        if g.join == "weak" and (len(prev.digits) < 3 or len(g.digits) < 3):
+            out.append([g])
+        else:
+            out[-1].append(g)
+    return out
+
+
+def _is_date_or_amount(groups: list[_Group], text: str) -> bool:
+    """Dates (2025-11-26, 26/11/2025, 20251126), year ranges (2020-2025), amounts (1,250,000; 12345.50; ¥1500000)."""
+    sizes = [len(g.digits) for g in groups]
+    values = [int(g.digits) for g in groups]
+    if len(groups) == 3:
+        if sizes[0] == 4 and sizes[1] <= 2 and sizes[2] <= 2:
+            y, mo, d = values
+        elif sizes[2] == 4 and sizes[0] <= 2 and sizes[1] <= 2:
+            d, mo, y = values
+            if mo > 12:
+                d, mo = mo, d  # month first (11/26/2025)
+        else:
+            y = mo = d = 0
+        if 1900 <= y <= 2099 and 1 <= mo <= 12 and 1 <= d <= 31:
+            return True
+    if sizes == [8]:
+        y, mo, d = int(groups[0].digits[:4]), int(groups[0].digits[4:6]), int(groups[0].digits[6:])
+        if 1990 <= y <= 2039 and 1 <= mo <= 12 and 1 <= d <= 31:
+            return True
+    if sizes == [4, 4] and all(1900 <= v <= 2099 for v in values):
+        return True
+    if sizes[0] <= 3 and len(groups) > 1 and all(g.join == "thousands" for g in groups[1:]):
+        return True
+    if len(groups) >= 2 and groups[-1].gap == "." and sizes[-1] == 2 and all(g.gap != "." for g in groups[:-1]):
+        return True  # a decimal amount
+    before = text[max(0, groups[0].start - 5):groups[0].start]
+    after = text[groups[-1].end:groups[-1].end + 8]
+    return bool(_CURRENCY_BEFORE.search(before) or _CURRENCY_AFTER.match(after))
+
+
 def find_personal_data(text: str) -> list[Finding]:
-    """Non-overlapping spans of caller data in `text`, in order."""
+    """Non-overlapping spans of caller data in `text`, in order.
+
+    Linear in the length of the text and in the number of findings: every character is claimed at most once
+    (a bytearray of what is taken), and the scans are single passes of regular expressions without nesting."""
     if not text:
         return []
     found: list[Finding] = []
+    taken = bytearray(len(text))
 
-    def free(start: int, end: int) -> bool:
-        return all(end <= f.start or start >= f.end for f in found)
+    def add(start: int, end: int, label: str) -> bool:
+        if start >= end or any(taken[start:end]):
+            return False
+        taken[start:end] = b"\x01" * (end - start)
+        found.append(Finding(start, end, label))
+        return True
 
-    def add(start: int, end: int, label: str) -> None:
-        if start < end and free(start, end):
-            found.append(Finding(start, end, label))
-
-    for m in _APPLICATION.finditer(text):
-        add(m.start(), m.end(), "APPLICATION")
-    for m in _RUN.finditer(text):
-        digits = _digits(m.group())
-        if len(digits) == 18 and is_valid_resident_id(digits):
-            add(m.start(), m.end(), "ID")
-    for m in _PASSPORT_CN.finditer(text):
-        add(m.start(), m.end(), "PASSPORT")
+    for pattern in (_EMAIL_WRITTEN, _EMAIL_SPOKEN):
+        for m in pattern.finditer(text):
+            add(m.start(), m.end(), "EMAIL")
     for w in _PASSPORT_WORD.finditer(text):
         window_end = min(len(text), w.end() + 40)  # "my passport number is X": a few words after the keyword
-        for m in _TOKEN.finditer(text, w.end(), window_end):
+        for m in _ALNUM_TOKEN.finditer(text, w.end(), window_end):
             if sum(c.isdigit() for c in m.group()) >= 5:
                 add(m.start(), m.end(), "PASSPORT")
                 break
-    for m in _RUN.finditer(text):
-        raw = m.group()
-        digits = _digits(raw).rstrip("X")
-        if len(digits) < 7:
-            continue
-        add(m.start(), m.end(), "PHONE" if _is_phone(raw, digits) else "NUMBER")
+    for run in _groups(text):
+        for groups in _segments(run):
+            _classify(text, groups, add)
     return sorted(found, key=lambda f: f.start)
+
+
+def _classify(text: str, groups: list[_Group], add: Any) -> None:
+    start, end = groups[0].start, groups[-1].end
+    digits = "".join(g.digits for g in groups)
+    head = text[max(0, start - 6):start]
+    prefix = _APPLICATION_PREFIX.search(head)
+    if prefix is not None and len(digits) >= 6:
+        add(start - (len(head) - prefix.start()), end, "APPLICATION")
+        return
+    prefix = _PASSPORT_PREFIX.search(head)
+    if prefix is not None and len(digits) in (7, 8):
+        add(start - (len(head) - prefix.start()), end, "PASSPORT")
+        return
+    if len(digits) == 17:
+        check = _ID_CHECK_AFTER.match(text[end:end + 3])
+        if check is not None and is_valid_resident_id(digits + "X"):
+            add(start, end + check.end(), "ID")
+            return
+    if len(digits) < 7:
+        return
+    if len(digits) == 18 and is_valid_resident_id(digits):
+        add(start, end, "ID")
+        return
+    plus = _PLUS_PREFIX.search(text[max(0, start - 6):start])
+    if plus is not None:
+        start -= len(text[max(0, start - 6):start]) - plus.start()
+    raw = text[start:end]
+    if _is_phone(raw, digits):
+        add(start, end, "PHONE")
+        return
+    if plus is None and _is_date_or_amount(groups, text):
+        return
+    add(start, end, "NUMBER")
 
 
 def mask_text(text: str | None) -> str | None:

@@ -85,6 +85,7 @@ class AgentTurn(Base):
     agent_name: Mapped[str] = mapped_column(String(64))
     kind: Mapped[str] = mapped_column(String(16))  # typed | speech
     text: Mapped[str] = mapped_column(Text)
+    text_masked: Mapped[str | None] = mapped_column(Text)  # as Turn.text_masked: what searches match
     language: Mapped[str] = mapped_column(String(8))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 

@@ -23,6 +23,8 @@ from server.people.auth import AuthService
 from server.people.live import LiveRegistry
 from server.people.queue_runtime import QueueRuntime
 from server.people.queue_store import make_queue_store, new_process_id
+from server.people.retention import retention_loop
+from server.people.throttle import LoginThrottle
 from server.settings import PeopleSettings
 from server.store.recordings import DatabaseRecordings, FolderRecordings, RecordingStore
 
@@ -77,14 +79,19 @@ class PeopleService:
         self.recordings_dir = recordings_folder(settings, project_root=project_root, db_url=db_url)
         # With Redis (several processes) recordings go to the database by default: every process plays every call.
         self.recordings = recordings_store(settings, store=self.store, folder=self.recordings_dir, shared=redis)
-        self.live = LiveRegistry(recordings=self.recordings)
+        self.live = LiveRegistry(recordings=self.recordings,
+                                 recording_max_bytes=int(settings.recording_max_mb * 1024 * 1024))
+        self._retention: Any = None
         self.queue_store = queue_store
         # A shared queue needs a time every process reads alike: the wall clock (routing/queue/store.py).
         shared = hasattr(queue_store, "follow")
         self.queue = QueueRuntime(settings=settings, live=self.live, store=self.store, queue_store=queue_store,
                                   clock=self.live.clock, queue_clock=time.time if shared else self.live.clock,
                                   metrics=getattr(app.state, "metrics", None))
-        self.auth = AuthService(store=self.store, token_ttl_s=settings.token_ttl_s, dev_mode=settings.dev_mode)
+        self.auth = AuthService(store=self.store, token_ttl_s=settings.token_ttl_s, dev_mode=settings.dev_mode,
+                                ticket_ttl_s=settings.ws_ticket_ttl_s)
+        self.throttle = LoginThrottle(window_s=settings.login_window_s, per_account=settings.login_failures_per_account,
+                                      per_address=settings.login_failures_per_address)
 
     def observed_sessions(self) -> "ObservedSessions":
         """The CallContext's `sessions`: every call is tapped (LiveRegistry.attach) the moment it registers."""
@@ -102,8 +109,16 @@ class PeopleService:
         if check is not None:
             await asyncio.to_thread(check)
         self.queue.start()
+        retention_days = self.settings.recordings_retention_days
+        # Retention prunes recording files; recordings kept in the database are not pruned yet (docs/security.md).
+        folder = self.recordings_dir if getattr(self.recordings, "where", None) == "folder" else None
+        self._retention = asyncio.create_task(retention_loop(
+            folder, max_age_s=retention_days * 86400 if retention_days else None))
 
     async def shutdown(self) -> None:
+        if self._retention is not None:
+            self._retention.cancel()
+            await asyncio.gather(self._retention, return_exceptions=True)
         try:
             await self.queue.stop()
         finally:

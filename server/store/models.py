@@ -81,6 +81,9 @@ class Turn(Base):
     speaker: Mapped[str] = mapped_column(String(8))
     kind: Mapped[str] = mapped_column(String(16))  # utterance | answer | prompt
     text: Mapped[str] = mapped_column(Text)
+    # The text with caller data masked (server/people/masking.py), set on insert: supervisors' searches match this
+    # and never `text`, so a masked number cannot be recovered digit by digit through searches.
+    text_masked: Mapped[str | None] = mapped_column(Text)
     language: Mapped[str] = mapped_column(String(8))  # en | zh | other | unknown
     language_code: Mapped[str] = mapped_column(String(16), default="")
     language_probability: Mapped[float | None] = mapped_column(Float)

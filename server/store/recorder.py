@@ -9,12 +9,17 @@ the call goes on meanwhile (nothing on its path waits for the store). A call tha
 its writer running, registered on the store (`Store.pending_writers`), so its turns and final state are written
 when the database returns; the app's shutdown gives those writers a last chance before it closes the store.
 Only a write the database refuses as such (a constraint or data error: retrying cannot help) is given up.
+
+The queue is bounded (`max_queue`): when the database falls behind, the oldest non-essential events (key presses,
+playback marks, protocol errors, barge-ins) are dropped and counted (`dropped`, metric errors{kind=
+"recorder_dropped"}). Turns, the call row, its updates and its final state are never dropped.
 """
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
 import logging
+from collections import deque
 from typing import Any, Awaitable, Callable
 
 from sqlalchemy.exc import DataError, IntegrityError, ProgrammingError
@@ -28,14 +33,20 @@ log = logging.getLogger("hotline.store")
 _STOP = object()
 _REFUSED = (IntegrityError, DataError, ProgrammingError)  # the database answered "no": retrying cannot help
 RETRY_MAX_S = 2.0  # back-off ceiling while the database is unreachable
+# Call events that may be dropped under load: everything else (started, decision, queued, ended, ...) is kept.
+NON_ESSENTIAL = frozenset({"dtmf", "mark", "protocol_error", "barge_in"})
 
 
 class CallRecorder:
-    def __init__(self, *, store: Store, call_id: str, metrics: Metrics | None = None) -> None:
+    def __init__(self, *, store: Store, call_id: str, metrics: Metrics | None = None, max_queue: int = 2000) -> None:
         self.store = store
         self.call_id = call_id
         self.metrics = metrics
-        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self.max_queue = max_queue
+        self._jobs: deque[tuple[bool, Any]] = deque()  # (essential, job)
+        self._optional = 0  # non-essential jobs in _jobs
+        self._wake = asyncio.Event()
+        self.dropped = 0
         self._task: asyncio.Task[None] | None = None
         self._seq = 0
         self.ended: tuple[str, str] | None = None
@@ -47,8 +58,46 @@ class CallRecorder:
         self._seq += 1
         return self._seq
 
-    def _put(self, job: Callable[[], Awaitable[Any]]) -> None:
-        self._queue.put_nowait(job)
+    def _put(self, job: Any, *, essential: bool = True) -> None:
+        if len(self._jobs) >= self.max_queue and not self._drop_oldest_optional():
+            if not essential:
+                self._count_drop()
+                return
+        self._jobs.append((essential, job))
+        self._optional += not essential
+        self._wake.set()
+
+    def _drop_oldest_optional(self) -> bool:
+        if not self._optional:
+            return False
+        for i, (essential, _job) in enumerate(self._jobs):
+            if not essential:
+                del self._jobs[i]
+                self._optional -= 1
+                self._count_drop()
+                return True
+        return False
+
+    def _count_drop(self) -> None:
+        self.dropped += 1
+        if self.metrics is not None:
+            self.metrics.errors.labels(kind="recorder_dropped").inc()
+
+    @property
+    def pending(self) -> int:
+        return len(self._jobs)
+
+    def written(self) -> "asyncio.Future[None]":
+        """Resolves once everything queued so far is in the store (or failed): the session waits on it before it
+        answers a caller, so an answered turn survives even a kill -9 right after the answer."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        async def mark() -> None:
+            if not future.done():
+                future.set_result(None)
+
+        self._put(mark)
+        return future
 
     def call_started(self, *, protocol: str, **fields: Any) -> None:
         at = utcnow()
@@ -68,7 +117,8 @@ class CallRecorder:
 
     def event(self, kind: str, data: dict[str, Any] | None = None) -> None:
         at = utcnow()
-        self._put(lambda: self.store.add_event(call_id=self.call_id, kind=kind, data=data, at=at))
+        self._put(lambda: self.store.add_event(call_id=self.call_id, kind=kind, data=data, at=at),
+                  essential=kind not in NON_ESSENTIAL)
 
     def end(self, *, state: str, reason: str) -> bool:
         """First ending wins: a call has exactly one final state."""
@@ -84,11 +134,11 @@ class CallRecorder:
         """Wait for the queued writes; if the database is still away, leave the writer running (not lost)."""
         if self._task is None:
             return
-        self._queue.put_nowait(_STOP)
+        self._put(_STOP)
         try:
             await asyncio.wait_for(asyncio.shield(self._task), timeout)
         except asyncio.TimeoutError:
-            log.error("store writes still waiting for the database", extra={"pending": self._queue.qsize()})
+            log.error("store writes still waiting for the database", extra={"pending": len(self._jobs)})
             pending = getattr(self.store, "pending_writers", None)
             if pending is None:
                 self._task.cancel()
@@ -96,9 +146,17 @@ class CallRecorder:
             pending.add(self._task)
             self._task.add_done_callback(pending.discard)
 
+    async def _next(self) -> Any:
+        while not self._jobs:
+            self._wake.clear()
+            await self._wake.wait()
+        essential, job = self._jobs.popleft()
+        self._optional -= not essential
+        return job
+
     async def _run(self) -> None:
         while True:
-            job = await self._queue.get()
+            job = await self._next()
             if job is _STOP:
                 return
             await self._write(job)

@@ -40,6 +40,7 @@ import json
 from typing import Any
 
 from server.call.messages import (
+    DTMF_DIGITS,
     AnswerOut,
     AudioClear,
     AudioEnd,
@@ -57,10 +58,10 @@ from server.call.messages import (
     PartialOut,
     ProtocolError,
     StartCall,
+    clean_id,
 )
 from voice.types import SAMPLE_RATE
 
-DTMF_DIGITS = frozenset("0123456789*#ABCD")
 CLOSE_UNSUPPORTED = 1003
 
 
@@ -121,7 +122,7 @@ class NativeSerializer:
         caller_id = obj.get("caller_id")
         if caller_id is not None and (not isinstance(caller_id, str) or len(caller_id) > 64):
             return ProtocolError("bad_event", "call.start 'caller_id' must be a string of at most 64 characters")
-        return StartCall(language=language, caller_id=caller_id)
+        return StartCall(language=language, caller_id=clean_id(caller_id))
 
     # ------------------------------------------------------------ outbound
 

@@ -33,6 +33,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from server.call.messages import (
+    DTMF_DIGITS,
     AudioClear,
     AudioEnd,
     AudioIn,
@@ -45,6 +46,7 @@ from server.call.messages import (
     PlaybackMark,
     ProtocolError,
     StartCall,
+    clean_id,
 )
 from voice.audio import TELEPHONE_RATE, mulaw_decode, mulaw_encode, resample
 from voice.types import SAMPLE_RATE
@@ -171,30 +173,40 @@ class TwilioSerializer:
             if event == "stop":
                 return [HangupIn("stop")]
             if event == "dtmf":
-                digit = str(obj["dtmf"]["digit"])
-                return [DtmfIn(digit)]
+                digit = obj["dtmf"]["digit"]
+                if not isinstance(digit, str) or len(digit) != 1 or digit.upper() not in DTMF_DIGITS:
+                    return [ProtocolError("bad_event", "dtmf.digit must be one of 0-9 * # A-D")]
+                return [DtmfIn(digit.upper())]
             if event == "mark":
-                return [PlaybackMark(str(obj["mark"]["name"]))]
-        except (KeyError, TypeError) as exc:
-            return [ProtocolError("bad_event", f"{event}: missing field {exc}")]
+                return [PlaybackMark(clean_id(obj["mark"]["name"]) or "")]
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+            return [ProtocolError("bad_event", f"{event}: missing or malformed field {str(exc)[:60]}")]
         name = event if isinstance(event, str) else type(event).__name__
         return [ProtocolError("unknown_event", f"unknown event {name[:40]!r}")]
 
     def _start(self, obj: dict[str, Any]) -> Inbound:
         start = obj["start"]
+        if not isinstance(start, dict):
+            raise TypeError("start is not an object")
         fmt = start.get("mediaFormat") or {}
+        if not isinstance(fmt, dict):
+            raise TypeError("mediaFormat is not an object")
         got = {k: fmt.get(k) for k in EXPECTED_FORMAT}
         if got != EXPECTED_FORMAT:
             return ProtocolError("unsupported_media_format", f"expected {EXPECTED_FORMAT}, got {got}", close_code=CLOSE_UNSUPPORTED)
-        self.stream_sid = str(obj.get("streamSid") or start.get("streamSid") or "")
+        self.stream_sid = clean_id(obj.get("streamSid") or start.get("streamSid")) or ""
         params = start.get("customParameters") or {}
+        if not isinstance(params, dict):
+            raise TypeError("customParameters is not an object")
         language = params.get("language") if params.get("language") in ("en", "zh") else None
+        # Everything here is the peer's to choose: identifiers are cleaned and cut to their columns, and only a
+        # few short custom parameters are kept.
         return StartCall(
             language=language,
-            caller_id=params.get("caller_id") or params.get("From"),
-            carrier_call_id=start.get("callSid"),
-            stream_id=self.stream_sid,
-            parameters={str(k): str(v) for k, v in params.items()},
+            caller_id=clean_id(params.get("caller_id") or params.get("From")),
+            carrier_call_id=clean_id(start.get("callSid")),
+            stream_id=self.stream_sid or None,
+            parameters={str(k)[:64]: str(v)[:256] for k, v in list(params.items())[:16]},
         )
 
     def _media(self, obj: dict[str, Any]) -> list[Inbound]:

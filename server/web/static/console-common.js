@@ -43,18 +43,19 @@ const Hotline = (() => {
   }
 
   // The console websocket, reconnecting by itself with back-off (0.5 s doubling to 10 s, with jitter) when its
-  // process goes away: the same URL, so a load balancer sends it to a live process. Stops for good when the
-  // sign-in is refused (1008, or an upgrade refused while /api/me says signed out) or after close().
+  // process goes away: the same URL, so a load balancer sends it to a live process. The session token never goes
+  // into a URL: every (re)connection asks for a one-time ticket (valid ~30 s) and opens the websocket with it.
+  // Stops for good when the sign-in is refused (1008, no ticket because signed out) or after close().
   // `onOpen(reconnected)` runs on every (re)connection; `onClose(event, final)` on every close.
   function socket(path, onEvent, onAudio, onClose, onOpen) {
     const proto = location.protocol === "https:" ? "wss" : "ws";
     let ws = null, failures = 0, stopped = false, opens = 0;
     const conn = {
-      get readyState() { return ws ? ws.readyState : 3; },
+      get readyState() { return ws ? ws.readyState : 0; },
       get reconnects() { return Math.max(0, opens - 1); },
       send(data) { if (ws && ws.readyState === 1) ws.send(data); },
       sendJson(obj) { if (ws && ws.readyState === 1) { ws.send(JSON.stringify(obj)); return true; } return false; },
-      close() { stopped = true; if (ws) ws.close(); },
+      close(code) { stopped = true; if (ws) ws.close(code); },
     };
     function banner(text) {
       let b = document.getElementById("reconnecting");
@@ -66,9 +67,28 @@ const Hotline = (() => {
       }
       b.textContent = text;
     }
-    function open() {
+    function retry() {
+      const delay = Math.min(10000, 500 * 2 ** failures) * (0.75 + Math.random() * 0.5);
+      failures++;
+      banner(`Connection lost — reconnecting in ${Math.ceil(delay / 1000)} s…`);
+      setTimeout(() => { if (!stopped) open(); }, delay);
+    }
+    async function ticket() {
+      // null: signed out (the ticket is refused); undefined: the service is unreachable (try again later).
+      if (!token) return null;
+      try {
+        return (await (await api("/api/ws-ticket", { method: "POST" })).json()).ticket;
+      } catch (_) {
+        return token ? undefined : null; // api() forgets the token on a 401: signed out
+      }
+    }
+    async function open() {
+      const t = await ticket();
+      if (stopped) return;
+      if (t === null) { banner(null); if (onClose) onClose({ code: 1008, reason: "signed out" }, true); return; }
+      if (t === undefined) { retry(); return; }
       let opened = false;
-      ws = new WebSocket(`${proto}://${location.host}${path}?token=${encodeURIComponent(token || "")}`);
+      ws = new WebSocket(`${proto}://${location.host}${path}?ticket=${encodeURIComponent(t)}`);
       ws.binaryType = "arraybuffer";
       ws.onopen = () => { opened = true; failures = 0; opens++; banner(null); if (onOpen) onOpen(opens > 1); };
       ws.onmessage = (m) => {
@@ -76,14 +96,11 @@ const Hotline = (() => {
         else if (onAudio) onAudio(m.data);
       };
       ws.onclose = async (e) => {
-        let final = stopped || e.code === 1008 || !token;
+        let final = stopped || e.code === 1008;
         if (!final && !opened && !(await me())) final = true; // refused because the sign-in is gone
         if (onClose) onClose(e, final);
         if (final) { banner(null); return; }
-        const delay = Math.min(10000, 500 * 2 ** failures) * (0.75 + Math.random() * 0.5);
-        failures++;
-        banner(`Connection lost — reconnecting in ${Math.ceil(delay / 1000)} s…`);
-        setTimeout(() => { if (!stopped) open(); }, delay);
+        retry();
       };
     }
     open();
