@@ -280,6 +280,11 @@ class QueueRuntime:
         """Whether this process holds the caller's line (its QueuedCall)."""
         return call_id in self.calls
 
+    @staticmethod
+    def is_remote_call(live: Any) -> bool:
+        """A call another process holds, followed through the cluster's bus (server/cluster/live.py)."""
+        return getattr(live, "process_id", None) not in (None, "")
+
     def is_local_agent(self, name: str) -> bool:
         """Whether this process holds the agent's console."""
         return name in self.agents
@@ -559,12 +564,13 @@ class QueueRuntime:
         if link is None or link.call_id is None:
             raise AcdError("you are not on a call")
         live = self.live.get(link.call_id)
-        call = self.calls.get(link.call_id)
-        if live is None or call is None:
+        call = self.calls.get(link.call_id)  # None when the caller is on another process (a remote live call)
+        if live is None or (call is None and not self.is_remote_call(live)):
             raise AcdError("the call has ended")
-        language = live.language or call.acd_language
+        fallback = call.acd_language if call is not None else link.offered_info.get("language")
+        language = live.language or fallback
         if language not in ("en", "zh"):
-            language = call.acd_language
+            language = fallback if fallback in ("en", "zh") else "en"
         port = live.port
         synthesizer = port.components.synthesizer
         async with link.reply_lock:
