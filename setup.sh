@@ -7,11 +7,13 @@ cd "$(dirname "$0")"
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 
 # --- system packages: espeak-ng (fallback voice and English phonemes), chromium (browser tests), node (the
-# softphone's resampler test) --------------------------------------------------------------------------------------
+# softphone's resampler test), nginx (scale-out test) --------------------------------------------------------------------------------------
 need=()
 command -v espeak-ng >/dev/null 2>&1 || need+=(espeak-ng)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v node >/dev/null 2>&1 || need+=(nodejs)
+# nginx: the scale-out test runs two processes behind the websocket-aware proxy of docs/nginx/hotline.conf.
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 # A CJK font, or Chinese renders as empty boxes in the browser tests and screenshots.
 fc-list 2>/dev/null | grep -qi "wqy\|noto.*cjk" || need+=(fonts-wqy-microhei)
 if ((${#need[@]})); then
@@ -23,7 +25,7 @@ if ((${#need[@]})); then
     sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
   else
     say "WARNING: please install ${need[*]} with your system's package manager."
-    say "  espeak-ng is needed for speech synthesis; chromium and nodejs for the tests (which fail without them)."
+    say "  espeak-ng is needed for speech synthesis; chromium, nodejs and nginx for the tests (which fail without them)."
   fi
 fi
 
