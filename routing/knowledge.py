@@ -5,7 +5,7 @@ File format (routing/knowledge/<topic_id>.yaml)::
     topic: work_permit_apply
     entries:
       - id: work_permit_apply.documents      # unique across the KB
-        source: [G3, G22]                    # keys of ../shared/domain_facts.md
+        source: [G3, G22]                    # keys of the source list (sources.yaml)
         confidence: high | medium | low      # low: the answer says to confirm, or offers a person
         questions: {en: [...], zh: [...]}    # example phrasings, matched against callers' questions
         answer: {en: "...", zh: "..."}       # two to four short sentences, written for the ear

@@ -1,4 +1,4 @@
-"""Recognition with the real Whisper base model on real recordings (issue 2, "What it must reach")."""
+"""Recognition with the real Whisper base model on real recordings, against the targets."""
 from __future__ import annotations
 
 import numpy as np

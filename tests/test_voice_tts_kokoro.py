@@ -1,6 +1,6 @@
 """The neural voice (Kokoro-82M int8 ONNX), on the real model: speech that Whisper understands, in both languages.
 
-Round trip as in issue 2: synthesize the bench's hotline sentences, transcribe them back with Whisper base forced to
+Round trip: synthesize the bench's hotline sentences, transcribe them back with Whisper base forced to
 the language, score after normalising (voice.tts.scoring). Targets: English WER <= 5%, Mandarin CER <= 15%. The
 judge decodes in float32 with beam 5 (voice.tts.scoring.JUDGE): the int8 call-path recognizer gives different
 transcripts on different CPUs, which made this figure depend on the machine.

@@ -39,8 +39,8 @@ FRAMES_PER_SECOND = 100  # Whisper's log-Mel frames (10 ms hop)
 LATE_SEGMENT_S = 0.3
 LOOP_RATIO = 2.4  # gzip compression ratio above which Whisper itself treats a decode as a repetition loop
 
-# Hotline vocabulary, given to the decoder as the previous-text prompt in the utterance's language (issue 2:
-# "measure what it changes": `hotline bench asr --vocabulary both`). The Chinese prompt is in Simplified
+# Hotline vocabulary, given to the decoder as the previous-text prompt in the utterance's language (what it
+# changes is measured by `hotline bench asr --vocabulary both`). The Chinese prompt is in Simplified
 # characters, which also nudges Whisper away from Traditional output.
 VOCABULARY = {
     # Sentences, not term lists: a list prompt ("工作许可、居留许可、…") makes Whisper continue the list on

@@ -1,7 +1,7 @@
 """Audio formats, in one place: file decoding, resampling, PCM16, telephone μ-law.
 
 Everything inside the core is 16 kHz mono float32 (or PCM16 bytes on the wire). Telephony formats are converted
-here, at the edge, and nowhere else (STYLE habit 2).
+here, at the edge, and nowhere else (telephony formats stop at the edge).
 """
 from __future__ import annotations
 

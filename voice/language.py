@@ -1,7 +1,7 @@
 """Language identification: Whisper's audio verdict, the transcript's script and langdetect, and a per-call language.
 
 Pure functions and one small state machine; nothing here runs a model. The hotline serves English and Mandarin;
-anything else is reported as "other" with its own code and never forced into a served language (issue 2).
+anything else is reported as "other" with its own code and never forced into a served language.
 """
 from __future__ import annotations
 

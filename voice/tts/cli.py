@@ -209,7 +209,7 @@ def cmd_bench_tts(args) -> int:
     if kokoro and espeak:
         ratio = kokoro[0]["rtf"] / max(espeak[0]["rtf"], 1e-9)
         print(f"speed: espeak-ng is {ratio:.0f}x faster than {kokoro[0]['voice']} (RTF ratio)")
-    print("targets (issue 2): neural voice EN WER <= 5%, ZH CER <= 15%; espeak-ng reported, not targeted")
+    print("targets: neural voice EN WER <= 5%, ZH CER <= 15%; espeak-ng reported, not targeted")
     return 0
 
 
