@@ -93,7 +93,7 @@ def run(*, folder: Path = FIXTURES, settings: VoiceSettings | None = None, as_js
                            "rtf": sum(r.total_s) / audio_s, "texts": r.texts} for r in rows],
                          ensure_ascii=False, indent=2))
         return 0
-    print(f"{len(clips)} clips ({audio_s:.0f} s) from {folder}, faster-whisper {settings.compute_type}, "
+    print(f"{len(clips)} clips ({audio_s:.0f} s) from {folder}, faster-whisper {engine.compute_type}, "
           f"threads={settings.threads}, margin {settings.encoder_margin_s} s, min window {settings.encoder_min_s} s")
     header = (f"{'recognizer':28} {'EN WER':>7} {'ZH CER':>7} {'mixed':>7} {'lang':>7} "
               f"{'enc ms':>7} {'total ms':>9} {'RTF':>6}")

@@ -567,8 +567,11 @@ class CallSession:
         prompts = self.ctx.components.prompts
         if after is None or item.language not in ("en", "zh") or not prompts.has("one_moment"):
             return None
-        if getattr(self.ctx.components.synthesizer, "is_cached", lambda *a: False)(item.text, item.language):
+        is_cached = getattr(self.ctx.components.synthesizer, "is_cached", lambda *a: False)
+        if is_cached(item.text, item.language):
             return None  # a cached answer starts at once
+        if not is_cached(prompts.text("one_moment", item.language), item.language):
+            return None  # an acknowledgement that must itself be synthesized would only queue behind the answer
         return speech_end_wall + after
 
     async def _first_chunk(self, text: str, language: str) -> tuple[Any, Any]:

@@ -159,6 +159,8 @@ def load_components(settings: Any) -> Components:
         from server.call.turn_taking import split_by_language
         from voice.tts.warming import Warmer
 
+        if voice.tts_cache_size == 0 and not voice.tts_disk_cache:
+            return  # no cache to fill (benchmarks of uncached speech)
         items = [(seg.text, seg.language) for entry in entries for lang in settings.languages
                  if entry.answer.get(lang) for seg in split_by_language(entry.answer[lang], lang)]
         items = [i for i in items if not synthesizer.is_cached(*i)]

@@ -17,7 +17,7 @@ from voice.tts.textnorm import Language
 # it (int8, greedy, for speed). The int8 kernels differ by CPU: the same Kokoro audio scored Mandarin CER 12.5%
 # with CTranslate2's AVX-512 kernels and 17.2% with its AVX2 ones (it picks AVX2 on AMD CPUs), so a voice's
 # figure depended on the machine. In float32 both give the same transcript.
-JUDGE = {"compute_type": "float32", "beam_size": 5}
+JUDGE = {"compute_type": "float32", "beam_size": 5, "encoder_window": "full"}  # the reference decoding, whatever the call path does
 
 
 def judge_settings(settings: VoiceSettings) -> VoiceSettings:
