@@ -20,8 +20,9 @@ from routing.topics import OUT_OF_SCOPE, TOPICS
 from server.knowledge import missed
 from server.knowledge.store import KnowledgeConflict, Row
 from server.people.auth import Principal, require
+from server.security import ERROR_RESPONSES, unprocessable
 
-router = APIRouter(prefix="/api/knowledge")
+router = APIRouter(prefix="/api/knowledge", responses=ERROR_RESPONSES)
 
 Editor = Annotated[Principal, require("knowledge.edit")]
 Publisher = Annotated[Principal, require("knowledge.publish")]
@@ -47,7 +48,9 @@ class QuestionIn(BaseModel):
 
 class PreviewIn(BaseModel):
     questions: list[QuestionIn] = Field(default_factory=list, max_length=50)
-    turn_ids: list[int] = Field(default_factory=list, max_length=500)  # a missed-question group, routed again
+    # A missed-question group, routed again. Row ids: a value past the database's 64-bit integers is refused here
+    # rather than by the database.
+    turn_ids: list[Annotated[int, Field(ge=1, le=2**63 - 1)]] = Field(default_factory=list, max_length=500)
 
 
 class SpeechIn(BaseModel):
@@ -156,7 +159,7 @@ def validate_entry(topic: str, document: dict[str, Any]) -> KnowledgeEntry:
     try:
         return parse_topic_file({"topic": topic, "entries": [document]}, "editor")[0]
     except KnowledgeError as exc:
-        raise HTTPException(status_code=422, detail=str(exc)) from None
+        raise unprocessable("document", str(exc)) from None
 
 
 def _today() -> dt.date:
@@ -214,7 +217,7 @@ async def save_entry(entry_id: str, body: EntryIn, request: Request, who: Editor
     """Save an entry (new or changed) as a draft. The id in the path and the document must agree."""
     document = dict(body.document)
     if document.get("id", entry_id) != entry_id:
-        raise HTTPException(status_code=422, detail="the id in the document differs from the one in the path")
+        raise unprocessable("document", "the id in the document differs from the one in the path")
     document["id"] = entry_id
     entry = validate_entry(body.topic, document)
     try:
@@ -222,7 +225,7 @@ async def save_entry(entry_id: str, body: EntryIn, request: Request, who: Editor
     except KnowledgeConflict as exc:
         raise HTTPException(status_code=409, detail=str(exc)) from None
     except KnowledgeError as exc:
-        raise HTTPException(status_code=422, detail=str(exc)) from None
+        raise unprocessable("document", str(exc)) from None
     await _audit(request, who, "knowledge_edit", {"entry_id": entry_id, "revision": row.revision})
     return _revision(row)
 
@@ -268,7 +271,7 @@ async def preview(body: PreviewIn, request: Request, who: Editor) -> PreviewOut:
     try:
         draft_kb = await service.store.knowledge(drafts=True)
     except KnowledgeError as exc:
-        raise HTTPException(status_code=422, detail=str(exc)) from None
+        raise unprocessable("document", str(exc)) from None
     draft_router = await service.preview_router(draft_kb)
     turns = await missed.turn_texts(request.app.state.store, body.turn_ids)
     asked = [(None, q.text, q.language) for q in body.questions] + [(tid, text, lang) for tid, text, lang in turns]
@@ -288,7 +291,8 @@ async def preview(body: PreviewIn, request: Request, who: Editor) -> PreviewOut:
     return PreviewOut(decisions=decisions, group=group)
 
 
-@router.post("/speech")
+@router.post("/speech", response_class=Response,
+             responses={200: {"content": {"audio/wav": {"schema": {"type": "string", "format": "binary"}}}}})
 async def speech(body: SpeechIn, request: Request, who: Editor) -> Response:
     """An answer spoken in the hotline's voice (WAV), to hear a draft before publishing it."""
     service = _ready(request)
@@ -319,7 +323,7 @@ async def publish(request: Request, who: Publisher) -> PublishOut:
     try:
         version, changed = await service.store.publish(author=who.name)
     except KnowledgeError as exc:
-        raise HTTPException(status_code=422, detail=str(exc)) from None
+        raise unprocessable("document", str(exc)) from None
     if changed:
         await _audit(request, who, "knowledge_publish", {"version": version, "entries": changed})
         await service.reload()  # this process at once; the others on the Redis announcement or their next poll
@@ -335,7 +339,7 @@ async def rollback(entry_id: str, body: RollbackIn, request: Request, who: Publi
     except KnowledgeConflict as exc:
         raise HTTPException(status_code=404, detail=str(exc)) from None
     except KnowledgeError as exc:
-        raise HTTPException(status_code=422, detail=str(exc)) from None
+        raise unprocessable("document", str(exc)) from None
     await _audit(request, who, "knowledge_rollback", {"version": version, "entry_id": entry_id,
                                                        "to_revision": body.revision, "revision": row.revision})
     await service.reload()

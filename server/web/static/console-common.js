@@ -14,6 +14,8 @@ const Hotline = (() => {
     if (!r.ok) {
       let detail = r.statusText;
       try { detail = (await r.json()).detail || detail; } catch (_) {}
+      // A 422 lists its errors ({loc, msg, type}): show their messages.
+      if (Array.isArray(detail)) detail = detail.map((e) => (e && e.msg) || JSON.stringify(e)).join("; ");
       throw new Error(typeof detail === "string" ? detail : JSON.stringify(detail));
     }
     return r;
