@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from server.hardening.harness import ACCOUNTS, make_accounts, sign_in, start_server, stop_server, temporary_db, ticket
+from server.hardening.harness import ACCOUNTS, logged_errors, make_accounts, sign_in, start_server, stop_server, temporary_db, ticket
 
 TARGETS = ("/ws/call", "/ws/twilio", "/ws/agent", "/ws/supervisor")
 _JUNK = ["", " ", "null", "[]", "{}", "[1,2", '{"event":', "\x00\x01", "🙂" * 50, "a" * 5000, "[" * 5000,
@@ -207,9 +207,7 @@ def run_fuzz(*, messages: int = 10_000, seed: int = 9, concurrency: int = 4) -> 
                 report.crashes.append(f"the server exited with {server.proc.returncode}")
         finally:
             stop_server(server)
-        for line in server.log_path.read_text(errors="replace").splitlines():
-            if '"level": "ERROR"' in line or "Traceback" in line:
-                report.crashes.append(line[:300])
+        report.crashes.extend(logged_errors(server))
     return report
 
 

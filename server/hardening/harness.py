@@ -92,6 +92,12 @@ def stop_server(server: Server, *, kill: bool = False) -> None:
             server.proc.wait()
 
 
+def logged_errors(server: Server) -> list[str]:
+    """The error and traceback lines the server wrote to its log (cut to 300 characters each)."""
+    return [line[:300] for line in server.log_path.read_text(errors="replace").splitlines()
+            if '"level": "ERROR"' in line or "Traceback" in line]
+
+
 @contextlib.contextmanager
 def temporary_db() -> Iterator[tuple[str, Path]]:
     with tempfile.TemporaryDirectory(prefix="hotline-hardening-") as tmp:

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from server.hardening.harness import CallResult, realtime_call, start_server, stop_server, temporary_db
+from server.hardening.harness import CallResult, logged_errors, realtime_call, start_server, stop_server, temporary_db
 
 
 @dataclass
@@ -80,9 +80,7 @@ def run_soak(*, duration_s: float = 3600.0, callers: int = 4, sample_s: float = 
         finally:
             report.seconds = time.monotonic() - t0
             stop_server(server)
-        for line in server.log_path.read_text(errors="replace").splitlines():
-            if '"level": "ERROR"' in line or "Traceback" in line:
-                report.errors.append(line[:300])
+        report.errors.extend(logged_errors(server))
     return report
 
 
