@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from routing.queue import AcdSettings
+from routing.queue import AcdError, AcdSettings
 from server.call.messages import AudioIn, DtmfIn, FinalOut
 from server.people.live import LiveRegistry, Subscriber
 from server.people.queue_runtime import QueueRuntime
@@ -293,3 +293,15 @@ async def test_the_ticker_acts_on_deadlines_by_itself():
     finally:
         await rt.stop()
     assert rt.finals["c1"].state.value == "closed"  # stop() closes the queue: the call still gets its one state
+
+
+async def test_a_typed_reply_is_held_to_the_configured_length_not_a_fixed_one():
+    clock = Clock()
+    live = LiveRegistry(recordings_dir=None, clock=clock)
+    settings = PeopleSettings(acd=AcdSettings(), recordings=False, agent_transcription=False, reply_max_chars=40)
+    rt = QueueRuntime(settings=settings, live=live, store=None, clock=clock)
+    with pytest.raises(AcdError, match="40 characters"):
+        await rt.reply("alice", "x" * 41)
+    # Within the limit the length check passes and the next check speaks: this agent is on no call.
+    with pytest.raises(AcdError, match="not on a call"):
+        await rt.reply("alice", "x" * 40)

@@ -558,8 +558,10 @@ class QueueRuntime:
         text = (text or "").strip()
         if not text:
             raise AcdError("the reply is empty")
-        if len(text) > 1000:
-            raise AcdError("the reply is too long (1000 characters at most)")
+        # The same limit as the console's (people.reply_max_chars): a reply that crossed from another process is
+        # held to this process's setting too.
+        if len(text) > self.settings.reply_max_chars:
+            raise AcdError(f"the reply is too long ({self.settings.reply_max_chars} characters at most)")
         link = self.agents.get(name)
         if link is None or link.call_id is None:
             raise AcdError("you are not on a call")
