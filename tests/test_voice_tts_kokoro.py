@@ -194,16 +194,31 @@ def test_lead_chunk_comes_first_with_a_short_pause_and_the_rest_follows(lead_chu
 
 
 @pytest.mark.parametrize("text,language,expected", [
+    # A clause mark near the start wins.
     ("To renew your residence permit, apply at the exit-entry bureau at least 30 days before it expires.", "en",
      ("To renew your residence permit,", "apply at the exit-entry bureau at least 30 days before it expires.")),
+    ("您好，这里是外国人才服务热线，请问有什么可以帮您？", "zh", ("您好，这里是外国人才服务热线，", "请问有什么可以帮您？")),
+    # Without a mark: before a word that starts a phrase (a preposition), the lead a subject or an opening phrase.
+    ("A work permit is usually processed within 10 working days.", "en",
+     ("A work permit is usually processed", "within 10 working days.")),
+    ("工作许可一般在十个工作日内办理完毕并通知申请人。", "zh", ("工作许可一般", "在十个工作日内办理完毕并通知申请人。")),
+    ("This hotline serves callers in English and in Mandarin Chinese.", "en",
+     ("This hotline serves callers", "in English and in Mandarin Chinese.")),
+    # Never inside a range, a number read as words, a capitalised name, quotes, or a pair of nouns.
     ("Our office hours are 9:00 to 17:00, Monday to Friday, except public holidays.", "en",
      ("Our office hours are 9:00 to 17:00,", "Monday to Friday, except public holidays.")),
-    ("Hello, you have reached the Foreign Talent hotline.", "en", None),  # short: spoken whole
-    ("您好，这里是外国人才服务热线，请问有什么可以帮您？", "zh", ("您好，这里是外国人才服务热线，", "请问有什么可以帮您？")),
-    ("工作许可一般在十个工作日内办理完毕并通知申请人。", "zh", None),  # no clause mark: never cut inside a clause
-    ("居留许可需要在到期前三十天申请延期，好的。", "zh", None),  # the rest would be too short to speak alone
+    ("For stays over one hundred and eighty days the S1 visa covers the spouse.", "en", None),
+    ("This is the Foreign Talent in Shanghai hotline answered by Waibot.", "en", None),
+    ("这里是“外国人才在上海”热线，由智能语音助手小外为您服务。", "zh", ("这里是“外国人才在上海”热线，", "由智能语音助手小外为您服务。")),
+    ("本热线提供英语和普通话服务。", "zh", None),
+    ("办公时间为周一至周五九点到十七点。", "zh", None),
+    ("The lecture series started on April 26, 2023 in Shanghai with a first session.", "en",
+     ("The lecture series started", "on April 26, 2023 in Shanghai with a first session.")),  # not at ", 2023"
+    # Short: spoken whole; or the rest would be too short to speak alone.
+    ("Hello, you have reached the Foreign Talent hotline.", "en", None),
+    ("居留许可需要在到期前三十天申请延期，好的。", "zh", None),
 ])
-def test_lead_cut_only_at_clause_marks_with_both_sides_long_enough(text, language, expected):
+def test_lead_cut_at_a_clause_mark_or_a_phrase_boundary_with_both_sides_long_enough(text, language, expected):
     from voice.tts.lead import lead_cut
 
     assert lead_cut(text, language) == expected

@@ -202,8 +202,11 @@ def summarize(calls: int, results: Sequence[CallReport | BaseException], seen_an
     latencies = [t.latency_s for t in turns if t.latency_s is not None]
     acks = [t.ack_s for t in turns if t.ack_s is not None]
     checked = [(t, expected[t.name]) for t in turns if expected and t.name in expected]
+    # What was heard is printed with a wrong turn: a bench run is not caller data, and without it a misroute
+    # cannot be told from a misrecognition.
     wrong = [f"{t.name}: {(t.answer or {}).get('route')}/{(t.answer or {}).get('topic')}/"
-             f"{(t.answer or {}).get('language')}" for t, e in checked if not e.met_by(t.answer)]
+             f"{(t.answer or {}).get('language')} (recognized {str((t.transcript or {}).get('text', ''))[:60]!r})" for t, e in checked
+             if not e.met_by(t.answer)]
     first, repeat = [], []
     timed = sorted(((r.started_at + t.answer_t, t) for r in reports for t in r.turns
                     if t.answer_t is not None and t.latency_s is not None), key=lambda x: x[0])
