@@ -145,6 +145,10 @@ def add_commands(sub: Any, bench_sub: Any) -> None:
     bench.add_argument("--no-synth", action="store_true", help="recordings only (skip synthesized questions)")
     bench.add_argument("--no-tts-cache", action="store_true",
                        help="only the uncached row: the server's synthesis cache off (every answer synthesized afresh)")
+    bench.add_argument("--cache-fill", choices=("all", "questions"), default="all",
+                       help="cached row: fill the synthesis cache with every prompt and answer first (all, as "
+                            "`hotline warm`; about 35 min of both cores when empty) or with what this bench's "
+                            "questions are answered, by one unmeasured call that asks them all (questions)")
     bench.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     bench.add_argument("--ready-timeout", type=float, default=600.0, help="seconds to wait for the server's models")
     bench.set_defaults(func=_bench)
