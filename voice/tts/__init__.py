@@ -30,6 +30,10 @@ class Synthesizer(Protocol):
     def synthesize(self, text: str, language: Language) -> Iterator[SpeechChunk]: ...
 
 
+# 2: the lead chunk cut at phrase boundaries (voice/tts/lead.py).
+SYNTHESIS_REVISION = 2
+
+
 def build_voice(settings: VoiceSettings, voice: str | None = None) -> Synthesizer:
     """The bare voice named by `voice` (default: settings.voice), without the cache."""
     voice = voice or settings.voice
@@ -54,8 +58,10 @@ def build_synthesizer(settings: VoiceSettings, voice: str | None = None) -> Synt
         from voice.tts.lead import LeadChunker
 
         inner = LeadChunker(inner)
-    return CachedSynthesizer(inner=inner, max_entries=settings.tts_cache_size, disk_dir=disk,
-                             variant=f"speed={settings.tts_speed}")
+    # The revision is part of the disk key: audio cached by an older synthesizer (other phonemes, other lead cuts)
+    # is never played by a newer one. Raise it with every change to what a text sounds like.
+    variant = f"speed={settings.tts_speed};rev={SYNTHESIS_REVISION};lead={int(settings.tts_lead_chunk)}"
+    return CachedSynthesizer(inner=inner, max_entries=settings.tts_cache_size, disk_dir=disk, variant=variant)
 
 
 def to_telephone(chunk: SpeechChunk) -> bytes:
