@@ -11,8 +11,11 @@ The encoder need not see Whisper's padded 30 s window: CTranslate2 encodes a win
 margin (settings.encoder_window), 5-10x less encoder work on a hotline question. Without the 30 s of padding the
 decoder loses its cue that the speech has ended and, without timestamps, repeats the utterance ("Stuff it into you,
 his belly counseled him. Stuff it into you, ..."); decoded WITH timestamps it marks where each segment starts, and
-segments that start where the speech has already ended are dropped (see `_content_tokens`). `hotline bench window`
-measures both windows side by side on the real recordings.
+segments that start where the speech has already ended are dropped (see `_content_tokens`). A timestamped decode
+may also stop early, on an empty segment ("... ask what you can<9.36><9.36>"): Whisper's convention for "the rest
+is for the next window". Whisper's own transcribe() then decodes on from that timestamp, so the recognizer does too
+(`Recognizer._continue`); before it did, the tail of such an utterance was lost. `hotline bench window` measures
+both windows side by side on the real recordings.
 """
 from __future__ import annotations
 
