@@ -11,8 +11,11 @@ The encoder need not see Whisper's padded 30 s window: CTranslate2 encodes a win
 margin (settings.encoder_window), 5-10x less encoder work on a hotline question. Without the 30 s of padding the
 decoder loses its cue that the speech has ended and, without timestamps, repeats the utterance ("Stuff it into you,
 his belly counseled him. Stuff it into you, ..."); decoded WITH timestamps it marks where each segment starts, and
-segments that start where the speech has already ended are dropped (see `_content_tokens`). `hotline bench window`
-measures both windows side by side on the real recordings.
+segments that start where the speech has already ended are dropped (see `_content_tokens`). A timestamped decode
+may also stop early, on an empty segment ("... ask what you can<9.36><9.36>"): Whisper's convention for "the rest
+is for the next window". Whisper's own transcribe() then decodes on from that timestamp, so the recognizer does too
+(`Recognizer._continue`); before it did, the tail of such an utterance was lost. `hotline bench window` measures
+both windows side by side on the real recordings.
 """
 from __future__ import annotations
 
@@ -37,6 +40,9 @@ FRAMES_PER_SECOND = 100  # Whisper's log-Mel frames (10 ms hop)
 # A segment the decoder starts this close to the end of the speech (or later) is the decoder running on into the
 # silent margin (a repetition), not speech.
 LATE_SEGMENT_S = 0.3
+# An utterance whose decode stopped early is continued from there at most this often (Decoded.resume_s); each
+# continuation starts later in the audio, so this only bounds the cost of a pathological case.
+MAX_CONTINUATIONS = 3
 LOOP_RATIO = 2.4  # gzip compression ratio above which Whisper itself treats a decode as a repetition loop
 
 # Hotline vocabulary, given to the decoder as the previous-text prompt in the utterance's language (what it
@@ -67,6 +73,10 @@ class Decoded:
     # repetition loop (seen with the vocabulary prompt in a short window: "Stuff it into you, his belly counseled
     # him. Stuff it into you, ...").
     ended: bool = True
+    # Set when a timestamped decode stopped on an opened, empty segment ("... ask what you can<9.36><9.36>" and
+    # the end): by Whisper's timestamp convention the audio from there on is left for the next window, and
+    # Whisper's own transcribe() (the plain call) goes on decoding from that point. Seconds into the window.
+    resume_s: float | None = None
 
     @property
     def looping(self) -> bool:
@@ -159,7 +169,10 @@ class FasterWhisperEngine:
         tokens = (_content_tokens(produced, eot=tok.eot, timestamp_begin=tok.timestamp_begin, content_s=content_s)
                   if timestamps else [t for t in produced if t < tok.eot])
         ended = not timestamps or not produced or produced[-1] >= tok.timestamp_begin
-        return Decoded(tok.decode(tokens).strip(), float(avg_logprob), float(result.no_speech_prob), ended)
+        resume_s = None
+        if timestamps and len(produced) >= 2 and min(produced[-2:]) >= tok.timestamp_begin:
+            resume_s = (produced[-1] - tok.timestamp_begin) * 0.02
+        return Decoded(tok.decode(tokens).strip(), float(avg_logprob), float(result.no_speech_prob), ended, resume_s)
 
 
 def _content_tokens(ids: list[int], *, eot: int, timestamp_begin: int, content_s: float) -> list[int]:
@@ -303,10 +316,12 @@ class Recognizer:
                 encoded = self.engine.encode(audio)
                 decoded = self._decode(encoded, language=decode_lang, prompt=prompt, max_tokens=max_tokens,
                                        beam_size=beam, content_s=None)
+            text = decoded.text
+            if not self._no_speech(decoded):
+                text = self._continue(audio, decoded, text, language=decode_lang, prompt=prompt, beam_size=beam)
         elapsed = time.perf_counter() - t0
         if self._no_speech(decoded):
             return None
-        text = decoded.text
         if decode_lang == "zh" or lang.han_ratio(text) > 0.5:
             text = lang.to_simplified(text)
         if verdict.source != "hint":
@@ -319,13 +334,43 @@ class Recognizer:
             avg_logprob=decoded.avg_logprob,
         )
 
+    def _continue(self, audio: np.ndarray, decoded: Decoded, text: str, *, language: str, prompt: str | None,
+                  beam_size: int) -> str:
+        """The rest of an utterance whose decode stopped early (Decoded.resume_s), decoded from where it stopped.
+
+        Without this the tail of the utterance was lost whenever beam search preferred to end on an empty segment
+        ("ask not what your country can do for you, ask what you can" for the whole JFK sentence): the plain call
+        does not lose it, because Whisper's transcribe() seeks to that timestamp and decodes the next window from
+        there. The same here, conditioned on the text so far as Whisper's condition_on_previous_text does.
+        """
+        offset = 0.0
+        for _ in range(MAX_CONTINUATIONS):
+            if decoded.resume_s is None or decoded.resume_s <= 0:
+                break
+            offset += decoded.resume_s
+            rest = audio[int(offset * SAMPLE_RATE):]
+            rest_s = len(rest) / SAMPLE_RATE
+            if rest_s < LATE_SEGMENT_S:  # only the silent margin is left (see _content_tokens)
+                break
+            window_s = self.window_s(rest_s)
+            encoded = self.engine.encode(rest, window_s=window_s)
+            context = " ".join(p for p in (prompt, text) if p)
+            decoded = self._decode(encoded, language=language, prompt=context or None,
+                                   max_tokens=int(rest_s * 15) + 24, beam_size=beam_size,
+                                   content_s=rest_s if window_s is not None else None, retry_prompt=text or None)
+            if self._no_speech(decoded):
+                break
+            text = _join_text(text, decoded.text)
+        return text
+
     def _decode(self, encoded, *, language: str, prompt: str | None, max_tokens: int, beam_size: int,
-                content_s: float | None) -> Decoded:
+                content_s: float | None, retry_prompt: str | None = None) -> Decoded:
         decoded = self.engine.decode(encoded, language=language, prompt=prompt, max_tokens=max_tokens,
                                      beam_size=beam_size, content_s=content_s)
-        if prompt and decoded.looping:
-            # A repetition loop (Whisper's own fallback signal): the prompt is the usual cause; decode without it.
-            decoded = self.engine.decode(encoded, language=language, prompt=None, max_tokens=max_tokens,
+        if prompt and decoded.looping and retry_prompt != prompt:
+            # A repetition loop (Whisper's own fallback signal): the vocabulary prompt is the usual cause; decode
+            # without it (a continuation keeps the text heard so far, which says where the sentence stands).
+            decoded = self.engine.decode(encoded, language=language, prompt=retry_prompt, max_tokens=max_tokens,
                                          beam_size=beam_size, content_s=content_s)
         return decoded
 
@@ -349,6 +394,15 @@ class Recognizer:
 def _is_hallucination(text: str) -> bool:
     t = text.lower().strip(" .!。！")
     return any(t == h or t.startswith(h) and len(t) <= len(h) + 12 for h in HALLUCINATIONS)
+
+
+def _join_text(a: str, b: str) -> str:
+    """Two pieces of one transcript: a space between words of spaced scripts, none next to a Han character."""
+    if not a or not b:
+        return a or b
+    if lang.han_ratio(a[-1]) > 0 or lang.han_ratio(b[0]) > 0:
+        return a + b
+    return a + " " + b
 
 
 def _compression_ratio(text: str) -> float:

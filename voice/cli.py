@@ -44,6 +44,9 @@ def add_commands(sub, bench_sub) -> None:
     p.add_argument("--folder", type=Path, default=None, help="recordings folder with a manifest.tsv "
                    "(default: recordings_fixtures/)")
     p.add_argument("--max-seconds", type=float, default=None, help="only clips up to this long")
+    p.add_argument("--part", default="dev", choices=["dev", "test", "both"],
+                   help="which part of the recordings (default dev: the window settings were chosen on it; a "
+                        "--folder manifest without a split column counts as test)")
     p.add_argument("--json", action="store_true")
     p.add_argument("-v", "--verbose", action="store_true", help="print every clip's transcript")
     p.set_defaults(func=cmd_bench_window)
@@ -158,4 +161,4 @@ def cmd_bench_window(args) -> int:
     from voice.bench_window import run
 
     return run(folder=args.folder or FIXTURES, settings=settings_from_args(args), as_json=args.json,
-               verbose=args.verbose, limit_s=args.max_seconds)
+               verbose=args.verbose, limit_s=args.max_seconds, part=args.part)
