@@ -30,8 +30,8 @@ class Synthesizer(Protocol):
     def synthesize(self, text: str, language: Language) -> Iterator[SpeechChunk]: ...
 
 
-# 2: the lead chunk cut at phrase boundaries (voice/tts/lead.py).
-SYNTHESIS_REVISION = 2
+# 2: the lead chunk cut at phrase boundaries (voice/tts/lead.py); 3: English inside Chinese with aspirated p t k.
+SYNTHESIS_REVISION = 3
 
 
 def build_voice(settings: VoiceSettings, voice: str | None = None) -> Synthesizer:

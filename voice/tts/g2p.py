@@ -112,8 +112,28 @@ class MandarinG2P:
         return ps.strip()
 
 
+# English voiceless stops are aspirated at the start of a word and of a stressed syllable ("talent", "card",
+# "per'mit"), not after /s/ ("single", "station"). espeak-ng and misaki write them plain (p t k), and in English
+# context Kokoro aspirates them itself; inside Chinese it reads them as Mandarin's plain stops, which are pinyin b d g
+# (aspirated ones are written pʰ tʰ kʰ there). Measured on code-switched sentences (not the test's) judged by
+# Whisper: "Talent Card" was heard as "Dallant Guard" 4 times out of 4 and "Work Permit" as "workburment"; marking
+# the aspiration Mandarin's way fixed both.
+_VOWEL_OR_LIQUID = "AIOWYaæɑɒɔəɛɜɪʊʌiuᵊᵻɹlwj"
+_ASPIRATED = re.compile(rf"(?<![s])(?:(?<=^)|(?<=\s))([ptk])(?=[ˈˌ]?[{_VOWEL_OR_LIQUID}])"
+                        rf"|(?<![s])([ptk])(?=[ɹlwj]?[ˈˌ])")
+
+
+def aspirate(phonemes: str) -> str:
+    """English phonemes to be spoken inside Chinese: mark the aspirated stops with ʰ (see _ASPIRATED)."""
+    return _ASPIRATED.sub(lambda m: (m[1] or m[2]) + "ʰ", phonemes)
+
+
 class Phonemizer:
-    """Mixed text -> Kokoro phonemes: each language run goes to its own G2P, then the runs are joined."""
+    """Mixed text -> Kokoro phonemes: each language run goes to its own G2P, then the runs are joined.
+
+    English runs inside Chinese text get their aspiration written out (`aspirate`): there the model reads plain
+    p t k the Mandarin way.
+    """
 
     def __init__(self, *, english: EnglishG2P | None = None, mandarin: MandarinG2P | None = None) -> None:
         self.english = english or EnglishG2P()
@@ -122,5 +142,9 @@ class Phonemizer:
     def __call__(self, normalized: str, language: Language) -> str:
         parts = []
         for lang, run in language_runs(normalized, language):
-            parts.append(self.mandarin(run) if lang == "zh" else self.english(run))
+            if lang == "zh":
+                parts.append(self.mandarin(run))
+            else:
+                ps = self.english(run)
+                parts.append(aspirate(ps) if language == "zh" else ps)
         return " ".join(p for p in parts if p)
