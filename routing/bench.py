@@ -208,6 +208,19 @@ def time_decisions(router, items: list[dict], repeat: int) -> dict:
             "one_core": other_ms <= OTHER_THREADS_TOLERANCE * thread_ms + 1.0}
 
 
+def time_baseline(baseline: "Bm25TopicBaseline", items: list[dict], repeat: int) -> dict:
+    """The same figures for the BM25 baseline's decision (its top topic), on the same questions, same thread."""
+    wall, cpu = [], []
+    for _ in range(max(1, repeat)):
+        for q in items:
+            t0, c0 = time.perf_counter(), time.thread_time()
+            baseline.topic(q["text"])
+            cpu.append((time.thread_time() - c0) * 1000)
+            wall.append((time.perf_counter() - t0) * 1000)
+    return {"mean_ms": sum(wall) / len(wall), "p95_ms": percentile(wall, 95), "cpu_mean_ms": sum(cpu) / len(cpu),
+            "cpu_p95_ms": percentile(cpu, 95)}
+
+
 def thread_settings() -> dict:
     return {name: os.environ.get(name) for name in THREAD_VARIABLES}
 
@@ -278,7 +291,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         router.warm_up()
         baseline = Bm25TopicBaseline(router.kb)
         reports = {name: run_eval(router, qs, baseline) for name, qs in items.items()}
-        timing = time_decisions(router, [q for qs in items.values() for q in qs], args.repeat)
+        every = [q for qs in items.values() for q in qs]
+        timing = time_decisions(router, every, args.repeat)
+        timing["bm25"] = time_baseline(baseline, every, args.repeat)
     finally:
         router.close()
     timing["native_threads"] = native_threads()
@@ -339,6 +354,10 @@ def print_timing(t: dict) -> None:
           f"p50 {t['p50_ms']:.1f}  p95 {t['p95_ms']:.1f}  max {t['max_ms']:.1f}  ({t['decisions']} decisions; percentiles interpolated)")
     print(f"decision time, CPU of the deciding thread: mean {t['cpu_mean_ms']:.1f} ms  p95 {t['cpu_p95_ms']:.1f}"
           f"  (machine load average {os.getloadavg()[0]:.1f})")
+    if "bm25" in t:
+        b = t["bm25"]
+        print(f"baseline (BM25 top topic, same questions, same thread): wall mean {b['mean_ms']:.2f} ms  p95 "
+              f"{b['p95_ms']:.2f}; CPU mean {b['cpu_mean_ms']:.2f} ms  p95 {b['cpu_p95_ms']:.2f}")
     pinned = ", ".join(f"{k}={v}" for k, v in t["thread_variables"].items())
     print(f"one core: {'yes' if t['one_core'] else 'NO'} — other threads used {t['other_threads_cpu_ms']:.0f} ms CPU "
           f"during the decisions; {t['native_threads']} native threads; {pinned}")
