@@ -293,3 +293,15 @@ async def test_the_ticker_acts_on_deadlines_by_itself():
     finally:
         await rt.stop()
     assert rt.finals["c1"].state.value == "closed"  # stop() closes the queue: the call still gets its one state
+
+
+async def test_the_runtime_remembers_the_latest_outcomes_only():
+    """A service that runs for months queues calls without end: the outcomes it keeps in memory are bounded (as
+    many as the queue remembers, acd.final_history), the latest ones."""
+    rt, live, clock = make(final_history=5)
+    for i in range(12):
+        call(rt, live, f"c{i}", "en")
+        clock.t += 1
+        rt.leave(f"c{i}", reason="hangup")
+    assert list(rt.finals) == [f"c{i}" for i in range(7, 12)]
+    assert all(rt.finals[c].state.value == "abandoned" for c in rt.finals)
