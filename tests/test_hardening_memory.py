@@ -81,3 +81,40 @@ async def test_an_ended_call_is_freed_at_once_not_left_to_the_garbage_collector(
             assert alive == [], f"still alive after the calls ended, held by a reference cycle: {alive}"
         finally:
             gc.enable()
+
+
+def test_the_memory_probe_answers_sigusr1_and_tells_what_grew(tmp_path):
+    import os
+    import signal
+
+    from server.hardening.memprobe import growth, install, read
+
+    path = tmp_path / "probe.jsonl"
+    previous = signal.getsignal(signal.SIGUSR1)
+    try:
+        install(path)
+        os.kill(os.getpid(), signal.SIGUSR1)
+        held = [ValueError(str(i)) for i in range(500)]  # something that grows between the samples
+        os.kill(os.getpid(), signal.SIGUSR1)
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    samples = read(path)
+    assert [s["n"] for s in samples] == [1, 2]
+    assert samples[0]["rss_mb"] > 0 and samples[0]["threads"] >= 1 and "in_use_mb" in samples[0]["malloc"]
+    grew = growth(samples)
+    assert grew["types"].get("ValueError") == 500 and grew["objects"] >= 500
+    assert len(held) == 500
+
+
+def test_the_soak_report_tells_a_leak_from_growth_that_levels_off():
+    from server.hardening.soak import SoakReport
+
+    times = [10.0 * i for i in range(21)]
+    calls = [5 * i for i in range(21)]
+    leak = SoakReport(rss_mb=[(t, 200 + 0.1 * n) for t, n in zip(times, calls)], calls_at=calls, warm_at_s=0)
+    levels = SoakReport(rss_mb=[(t, 200 + min(n, 40) * 0.2) for t, n in zip(times, calls)], calls_at=calls,
+                        warm_at_s=0)
+    assert abs(leak.slope[0] - 0.1) < 1e-9 and abs(leak.late_slope[0] - 0.1) < 1e-9
+    assert abs(leak.slope[1] - 0.05 * 3600) < 1e-6  # 0.1 MB a call, a call every 2 s
+    assert levels.slope[0] > 0.05 and levels.late_slope == (0.0, 0.0)
+    assert "second half +0.0 KB per call" in levels.summary()
