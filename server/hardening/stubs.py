@@ -2,8 +2,8 @@
 websockets are real, the models answer at once. These runs measure the service's handling of its inputs, its
 storage and its memory, not recognition; restarts take seconds instead of minutes of model loading.
 
-`python -m server.hardening.stubs --port P --db URL` serves the real app with these models (what the runs start).
-The soak can run against the real models instead (`hotline bench soak --real`).
+`python -m server.hardening.stubs --port P --db URL` serves the real app with these models (what the runs start);
+`--memory-probe FILE` adds the soak's memory probe (server/hardening/memprobe.py).
 """
 from __future__ import annotations
 
