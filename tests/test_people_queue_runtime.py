@@ -305,3 +305,15 @@ async def test_a_typed_reply_is_held_to_the_configured_length_not_a_fixed_one():
     # Within the limit the length check passes and the next check speaks: this agent is on no call.
     with pytest.raises(AcdError, match="not on a call"):
         await rt.reply("alice", "x" * 40)
+
+
+async def test_the_runtime_remembers_the_latest_outcomes_only():
+    """A service that runs for months queues calls without end: the outcomes it keeps in memory are bounded (as
+    many as the queue remembers, acd.final_history), the latest ones."""
+    rt, live, clock = make(final_history=5)
+    for i in range(12):
+        call(rt, live, f"c{i}", "en")
+        clock.t += 1
+        rt.leave(f"c{i}", reason="hangup")
+    assert list(rt.finals) == [f"c{i}" for i in range(7, 12)]
+    assert all(rt.finals[c].state.value == "abandoned" for c in rt.finals)

@@ -44,6 +44,7 @@ async def test_close_finishes_when_it_lands_as_a_send_completes(steps):
     ws = _GatedSocket()
     conn = Connection(websocket=ws, serializer=_Serializer(), send_queue_max=8, send_timeout_s=5.0)
     conn.start()
+    writer = conn._writer
     assert conn.send("last frame")
     await asyncio.wait_for(ws.sending.wait(), 2)
     ws.gate.set_result(None)
@@ -51,7 +52,8 @@ async def test_close_finishes_when_it_lands_as_a_send_completes(steps):
         await asyncio.sleep(0)
     async with asyncio.timeout(3):
         await conn.close(1003)
-    assert conn._writer is not None and conn._writer.done()
+    assert writer is not None and writer.done()
+    assert conn._writer is None  # let go once stopped: its traceback would hold the connection in a cycle
     assert ws.sent == ["last frame"]
     assert ws.closed_with == 1003
 

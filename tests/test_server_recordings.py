@@ -82,3 +82,60 @@ async def test_a_supervisor_on_another_process_plays_the_recording(pg_url, tmp_p
                 assert w.getframerate() == 16000 and w.getnframes() > 8000
             assert (await http.get(f"/api/calls/{call_id}")).json()["recording"] is True
     assert not (tmp_path / "a" / "recordings").exists(), "nothing written to the process's own folder"
+
+
+async def _age(store: Store, call_id: str, days: float) -> None:
+    import datetime as dt
+
+    from sqlalchemy import update
+
+    from server.store.models import RecordingRow, utcnow
+
+    async with store.sessions.begin() as s:
+        await s.execute(update(RecordingRow).where(RecordingRow.call_id == call_id)
+                        .values(created_at=utcnow() - dt.timedelta(days=days)))
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def test_retention_deletes_old_recordings_kept_in_the_database(kind, tmp_path, request):
+    import time
+
+    from server.people.retention import prune_once
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'r.db'}" if kind == "sqlite" else request.getfixturevalue("pg_url")
+    store = Store(url=url)
+    await store.migrate()
+    recordings = DatabaseRecordings(store)
+    for call_id in ("old1", "old2", "new1"):
+        await recordings.save(call_id, f"RIFF-{call_id}".encode())
+    await _age(store, "old1", 10)
+    await _age(store, "old2", 8)
+    await _age(store, "new1", 6)
+    now = time.time()
+    assert await prune_once(None, max_age_s=None, now=now, database=recordings) == 0  # None: kept for ever
+    assert await prune_once(None, max_age_s=7 * 86400, now=now, database=recordings) == 2
+    assert not await recordings.exists("old1") and not await recordings.exists("old2")
+    assert await recordings.load("new1") == b"RIFF-new1"
+    assert await prune_once(None, max_age_s=7 * 86400, now=now, database=recordings) == 0
+    await store.close()
+
+
+async def test_the_service_prunes_database_recordings_at_start_up(tmp_path):
+    """The wiring: with recordings in the database, the retention sweep the service starts reaches them."""
+    people = PeopleSettings(recordings_storage="database", recordings_retention_days=30)
+    settings = make_settings(tmp_path, people=people)
+    store = Store(url=settings.db_url)
+    await store.migrate()
+    recordings = DatabaseRecordings(store)
+    await recordings.save("expired", b"RIFF-expired")
+    await recordings.save("recent", b"RIFF-recent")
+    await _age(store, "expired", 31)
+    await _age(store, "recent", 29)
+    with serve(build_app(settings, components=fake_components()), settings):
+        for _ in range(100):  # the first sweep runs as the service starts
+            if not await recordings.exists("expired"):
+                break
+            await asyncio.sleep(0.05)
+        assert not await recordings.exists("expired")
+        assert await recordings.exists("recent")
+    await store.close()

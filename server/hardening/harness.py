@@ -57,12 +57,14 @@ def server_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def start_server(db_url: str, log_path: Path, *, real: bool = False, port: int | None = None,
-                 env: dict[str, str] | None = None, ready_timeout_s: float = 120.0) -> Server:
+                 env: dict[str, str] | None = None, ready_timeout_s: float = 120.0,
+                 extra_args: list[str] | None = None) -> Server:
     port = port or free_port()
     if real:
         cmd = [sys.executable, "-m", "server.cli", "serve", "--host", "127.0.0.1", "--port", str(port), "--db", db_url]
     else:
         cmd = [sys.executable, "-m", "server.hardening.stubs", "--port", str(port), "--db", db_url]
+    cmd += extra_args or []
     log = open(log_path, "ab")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=server_env(env), cwd=ROOT)
     log.close()

@@ -2,8 +2,8 @@
 websockets are real, the models answer at once. These runs measure the service's handling of its inputs, its
 storage and its memory, not recognition; restarts take seconds instead of minutes of model loading.
 
-`python -m server.hardening.stubs --port P --db URL` serves the real app with these models (what the runs start).
-The soak can run against the real models instead (`hotline bench soak --real`).
+`python -m server.hardening.stubs --port P --db URL` serves the real app with these models (what the runs start);
+`--memory-probe FILE` adds the soak's memory probe (server/hardening/memprobe.py).
 """
 from __future__ import annotations
 
@@ -23,6 +23,13 @@ _QUIET_TONE = b"".join(struct.pack("<h", int(600 * math.sin(2 * math.pi * 440 * 
                        for i in range(SAMPLE_RATE // 5))  # 0.2 s
 
 
+class _EnglishCall:
+    """The call language the session reads (`transcriber.call_language.current`): always English. A class of its
+    own, not one made per call: a class is a reference cycle, garbage the collector would see from every call."""
+
+    current = ENGLISH
+
+
 class LoudnessListener:
     """Speech = frames with a peak over 0.05 of full scale; 0.3 s below it ends an utterance. Each utterance is
     'heard' as "utterance N", so a run can find every answered turn in the store by its text."""
@@ -32,7 +39,7 @@ class LoudnessListener:
         self.began: float | None = None
         self.last_loud = 0.0
         self.count = 0
-        self.call_language = type("CallLanguage", (), {"current": ENGLISH})()
+        self.call_language = _EnglishCall()
 
     @property
     def stream_s(self) -> float:
@@ -101,7 +108,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="the hotline app with stand-in models (hardening runs)")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--db", required=True)
+    parser.add_argument("--memory-probe", help="append a memory sample to this file at each SIGUSR1 (memprobe.py)")
+    parser.add_argument("--trace-frames", type=int, default=0, help="with --memory-probe: tracemalloc snapshots too")
     args = parser.parse_args(argv)
+    if args.memory_probe:
+        from server.hardening.memprobe import install
+
+        install(args.memory_probe, trace_frames=args.trace_frames)
     settings = Settings.load(None, db_url=args.db, port=args.port)  # the rest from HOTLINE_* (the run's choices)
     server = uvicorn.Server(uvicorn_config(create_app(settings, components=stub_components), settings))
     server.run()

@@ -206,6 +206,11 @@ class LiveRegistry:
             try:
                 await close(code, **kw)
             finally:
+                # The taps point at `live`, which points at the session, which holds the connection: a cycle that
+                # would keep the whole call (its audio, its recording) until the garbage collector's next full
+                # pass. Nothing is tapped after the close: the connection's own methods come back.
+                for name in ("receive", "send", "close"):
+                    conn.__dict__.pop(name, None)
                 await self._ended(live)
 
         conn.receive, conn.send, conn.close = tapped_receive, tapped_send, tapped_close

@@ -159,7 +159,7 @@ class QueueRuntime:
         self._follower: asyncio.Task[None] | None = None
         self.agents: dict[str, AgentLink] = {}
         self.calls: dict[str, QueuedCall] = {}
-        self.finals: dict[str, CallFinal] = {}
+        self.finals: dict[str, CallFinal] = {}  # the latest calls' outcomes (oldest first), bounded in _final
         self.observers: set[Subscriber] = set()  # supervisor consoles: queue snapshots
         self._wake: asyncio.Event | None = None
         self._ticker: asyncio.Task[None] | None = None
@@ -755,6 +755,10 @@ class QueueRuntime:
 
     def _final(self, a: CallFinal) -> None:
         self.finals[a.call_id] = a
+        # The latest outcomes only (as many as the queue itself remembers): a service that runs for months must
+        # not keep one entry per call it ever queued.
+        while len(self.finals) > self.settings.acd.final_history:
+            del self.finals[next(iter(self.finals))]
         call = self.calls.pop(a.call_id, None)
         link = self.agents.get(a.agent_id) if a.agent_id else None
         if link is not None and link.call_id == a.call_id:

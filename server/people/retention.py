@@ -1,14 +1,18 @@
-"""Recordings retention: files older than `recordings_retention_days` are deleted at start-up and every hour.
+"""Recordings retention: recordings older than `recordings_retention_days` are deleted at start-up and every hour,
+wherever they are kept: files in the recordings folder, rows in the database (server/store/recordings.py).
 
 A recording is caller data; keeping it for ever is neither needed nor allowed by most data-protection rules.
-`prune_recordings` is pure file-system work with `now` passed in, so the test runs it on a fixed clock.
+`prune_recordings` is pure file-system work and `database_cutoff` pure arithmetic, both with `now` passed in, so the
+tests run them on a fixed clock.
 """
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger("hotline.people.retention")
 
@@ -32,13 +36,36 @@ def prune_recordings(folder: Path | None, *, max_age_s: float | None, now: float
     return removed
 
 
-async def retention_loop(folder: Path | None, *, max_age_s: float | None, every_s: float = PRUNE_EVERY_S) -> None:
-    """Prune now, then every `every_s` seconds until cancelled."""
-    while True:
+def database_cutoff(*, max_age_s: float | None, now: float) -> dt.datetime | None:
+    """Recordings in the database saved before this time are past their retention (None: kept for ever)."""
+    if max_age_s is None:
+        return None
+    return dt.datetime.fromtimestamp(now - max_age_s, dt.timezone.utc)
+
+
+async def prune_once(folder: Path | None, *, max_age_s: float | None, now: float, database: Any = None) -> int:
+    """One sweep: the folder's files, then (when recordings are kept there) the database's rows. A failure of one
+    does not stop the other; it is logged and the next sweep tries again."""
+    removed = 0
+    try:
+        removed += await asyncio.to_thread(prune_recordings, folder, max_age_s=max_age_s, now=now)
+    except Exception:
+        log.exception("recordings retention sweep of the folder failed")
+    before = database_cutoff(max_age_s=max_age_s, now=now)
+    if database is not None and before is not None:
         try:
-            removed = await asyncio.to_thread(prune_recordings, folder, max_age_s=max_age_s, now=time.time())
-            if removed:
-                log.info("old recordings deleted", extra={"count": removed})
-        except Exception:  # a failed sweep is retried at the next one
-            log.exception("recordings retention sweep failed")
+            removed += await database.prune(before=before)
+        except Exception:
+            log.exception("recordings retention sweep of the database failed")
+    return removed
+
+
+async def retention_loop(folder: Path | None, *, max_age_s: float | None, every_s: float = PRUNE_EVERY_S,
+                         database: Any = None) -> None:
+    """Prune now, then every `every_s` seconds until cancelled. `database`: the DatabaseRecordings, when
+    recordings are kept in the database."""
+    while True:
+        removed = await prune_once(folder, max_age_s=max_age_s, now=time.time(), database=database)
+        if removed:
+            log.info("old recordings deleted", extra={"count": removed})
         await asyncio.sleep(every_s)

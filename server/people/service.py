@@ -110,10 +110,12 @@ class PeopleService:
             await asyncio.to_thread(check)
         self.queue.start()
         retention_days = self.settings.recordings_retention_days
-        # Retention prunes recording files; recordings kept in the database are not pruned yet (docs/security.md).
-        folder = self.recordings_dir if getattr(self.recordings, "where", None) == "folder" else None
+        # Retention prunes the recordings where this service keeps them: files in the folder, or rows in the database.
+        where = getattr(self.recordings, "where", None)
+        folder = self.recordings_dir if where == "folder" else None
+        database = self.recordings if where == "database" else None
         self._retention = asyncio.create_task(retention_loop(
-            folder, max_age_s=retention_days * 86400 if retention_days else None))
+            folder, max_age_s=retention_days * 86400 if retention_days else None, database=database))
 
     async def shutdown(self) -> None:
         if self._retention is not None:

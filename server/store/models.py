@@ -144,4 +144,4 @@ class RecordingRow(Base):
     call_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     wav: Mapped[bytes] = mapped_column(LargeBinary)
     size: Mapped[int] = mapped_column(Integer)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)

@@ -8,11 +8,12 @@ the folder beside its SQLite database, as before.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import re
 from pathlib import Path
 from typing import Protocol
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from server.store.models import RecordingRow, utcnow
@@ -93,3 +94,9 @@ class DatabaseRecordings:
         async with self.store.sessions() as s:  # type: ignore[attr-defined]
             found = await s.execute(select(RecordingRow.call_id).where(RecordingRow.call_id == call_id))
             return found.scalar() is not None
+
+    async def prune(self, *, before: dt.datetime) -> int:
+        """Delete the recordings saved before `before` (retention: server/people/retention.py); how many went."""
+        async with self.store.sessions.begin() as s:  # type: ignore[attr-defined]
+            result = await s.execute(delete(RecordingRow).where(RecordingRow.created_at < before))
+            return int(result.rowcount or 0)

@@ -125,6 +125,10 @@ class Connection:
             self._writer.cancel()
             # Bounded: a writer stuck in a send must not keep the call from ending.
             await asyncio.wait({self._writer}, timeout=timeout)
+            if self._writer.done():
+                # The cancelled writer's traceback holds its frame, and so this connection: let go, the connection
+                # is freed as soon as its call lets go of it, not at the garbage collector's next full pass.
+                self._writer = None
         if self.closed_by_peer:
             return
         try:
