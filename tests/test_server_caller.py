@@ -238,3 +238,27 @@ def test_bench_checks_route_topic_and_language_of_every_turn_and_keeps_the_ackno
     assert len(row["wrong"]) == 2 and row["mode"] == "uncached"
     assert row["ack_turns"] == 1 and row["ack_median_s"] == pytest.approx(0.9)
     assert row["median_s"] == pytest.approx(2.0)  # the answer's own first audio, never the acknowledgement
+
+
+def test_bench_takes_a_transfer_after_a_clarify_as_the_escalation_policy_not_a_wrong_turn():
+    from server.caller.bench import Expect, summarize
+    from server.caller.client import CallReport, TurnReport
+
+    off_topic = Expect("en", ("answer", "clarify"), ("out_of_scope", ""))
+    strict = Expect("en", ("answer",), ("out_of_scope",))
+    expected = {"mumble": off_topic, "weather": strict}
+    agent = {"route": "agent", "topic": "human_agent", "language": "en", "text": "t"}
+    clarify = {"route": "clarify", "topic": "", "language": "en", "text": "c"}
+
+    def call(*answers: tuple[str, dict]) -> CallReport:
+        r = CallReport(url="ws://x", protocol="native", pacing="realtime", started_at=0.0)
+        for i, (name, answer) in enumerate(answers, start=1):
+            r.turns.append(TurnReport(index=i, name=name, speech_s=1.0, speech_end_t=10.0 * i,
+                                      answer_t=10.0 * i + 0.5, first_audio_t=10.0 * i + 1.0, answer=answer))
+        return r
+
+    # After a clarify, a second miss goes to a person (misses_before_agent): right where a clarify was right.
+    assert summarize(1, [call(("mumble", clarify), ("mumble", agent))], set(), expected)["right"] == 2
+    # Without the clarify before it, or where only an answer is right, a transfer is wrong.
+    assert summarize(1, [call(("mumble", agent))], set(), expected)["right"] == 0
+    assert summarize(1, [call(("mumble", clarify), ("weather", agent))], set(), expected)["right"] == 1

@@ -186,7 +186,8 @@ async def run_round(url: str, protocol: str, questions: Sequence[Utterance], *, 
     async def one(i: int) -> CallReport:
         await asyncio.sleep(i * stagger_s)  # real callers do not dial on the same millisecond
         mine = [questions[(i + k) % len(questions)] for k in range(turns)]
-        return await run_call(mine, url, protocol, "realtime", options=CallOptions(turn_timeout_s=60.0))
+        return await run_call(mine, url, protocol, "realtime",
+                              options=CallOptions(turn_timeout_s=60.0, stop_after_transfer=True))
 
     return await asyncio.gather(*(one(i) for i in range(calls)), return_exceptions=True)
 
@@ -201,12 +202,25 @@ def summarize(calls: int, results: Sequence[CallReport | BaseException], seen_an
     turns = [t for r in reports for t in r.turns]
     latencies = [t.latency_s for t in turns if t.latency_s is not None]
     acks = [t.ack_s for t in turns if t.ack_s is not None]
+    # A turn the hotline could not answer (clarify) counts as a miss; the escalation policy (routing/escalation.py,
+    # misses_before_agent) sends the next miss in the same call to a person. So where a question may rightly be
+    # met with a clarify, a transfer to an agent right after a clarify in the same call is right too.
+    after_miss = {id(t) for r in reports for prev, t in zip(r.turns, r.turns[1:])
+                  if (prev.answer or {}).get("route") == "clarify"}
+
+    def right(t: Any, e: Expect) -> bool:
+        a = t.answer or {}
+        if id(t) in after_miss and "clarify" in e.routes and a.get("route") == "agent" \
+                and a.get("topic") == "human_agent" and a.get("language") == e.language:
+            return True
+        return e.met_by(t.answer)
+
     checked = [(t, expected[t.name]) for t in turns if expected and t.name in expected]
     # What was heard is printed with a wrong turn: a bench run is not caller data, and without it a misroute
     # cannot be told from a misrecognition.
     wrong = [f"{t.name}: {(t.answer or {}).get('route')}/{(t.answer or {}).get('topic')}/"
              f"{(t.answer or {}).get('language')} (recognized {str((t.transcript or {}).get('text', ''))[:60]!r})" for t, e in checked
-             if not e.met_by(t.answer)]
+             if not right(t, e)]
     first, repeat = [], []
     timed = sorted(((r.started_at + t.answer_t, t) for r in reports for t in r.turns
                     if t.answer_t is not None and t.latency_s is not None), key=lambda x: x[0])

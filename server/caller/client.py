@@ -260,6 +260,9 @@ class CallOptions:
     save_audio: Path | None = None
     twilio_auth_token: str | None = None  # sign the upgrade request (X-Twilio-Signature) like Twilio does
     open_timeout_s: float = 10.0
+    # Stop asking once the bot has transferred the call to a person (route "agent"): a caller waiting in the queue
+    # does not go on asking the bot, and what the line plays meanwhile (hold prompts) is no answer to time.
+    stop_after_transfer: bool = False
 
 
 # ---------------------------------------------------------------- the two wire protocols
@@ -681,6 +684,9 @@ class _Call:
                                                     error="the call had ended"))
                 continue
             await self.speak_turn(index, utt)
+            answer = self.report.turns[-1].answer or {}
+            if self.options.stop_after_transfer and answer.get("route") == "agent":
+                break
 
     async def speak_turn(self, index: int, utt: Utterance) -> None:
         turn = TurnReport(index=index, name=utt.name, speech_s=utt.duration_s)
