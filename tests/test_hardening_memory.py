@@ -102,7 +102,8 @@ def test_the_memory_probe_answers_sigusr1_and_tells_what_grew(tmp_path):
     assert [s["n"] for s in samples] == [1, 2]
     assert samples[0]["rss_mb"] > 0 and samples[0]["threads"] >= 1 and "in_use_mb" in samples[0]["malloc"]
     grew = growth(samples)
-    assert grew["types"].get("ValueError") == 500 and grew["objects"] >= 500
+    # The 500 held here, give or take an exception that another thread of the test process made meanwhile.
+    assert 500 <= grew["types"].get("ValueError", 0) <= 505 and grew["objects"] >= 500
     assert len(held) == 500
 
 
