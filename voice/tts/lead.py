@@ -73,14 +73,15 @@ def _size(text: str, language: Language) -> int:
 
 
 @lru_cache(maxsize=1)
-def _jieba():
+def _posseg():
     import jieba  # a dependency of misaki's Mandarin G2P; loaded with the Mandarin voice anyway
+    from jieba import posseg
 
     jieba.setLogLevel(60)
-    return jieba
+    return posseg
 
 
-_OPEN, _CLOSE = "“‘《「（(\"", "”’》」）)\""
+_OPEN, _CLOSE = "“‘《「（(", "”’》」）)"  # the straight quote, which both opens and closes, is toggled apart
 _NUMBER_WORDS = frozenset("""one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen
 sixteen seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety hundred thousand million
 billion""".split())
@@ -119,12 +120,9 @@ def _boundaries(sentence: str, language: Language) -> list[tuple[int, int]]:
                 continue  # "Foreign Talent | in Shanghai", "Bank | of China": inside a name
             out.append((pos, 2))
         return out
-    from jieba import posseg
-
-    _jieba()
     pos = 0
     previous, previous_flag = "", "x"
-    for token in posseg.lcut(sentence):
+    for token in _posseg().lcut(sentence):
         word, flag = token.word, token.flag
         han_here = bool(_HAN.match(word[:1])) and bool(_HAN.search(previous[-1:] or " "))
         if pos and han_here and pos not in marks and pos not in quoted and previous not in ZH_NO_CUT_AFTER \
