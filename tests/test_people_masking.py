@@ -155,3 +155,18 @@ def test_many_findings_are_all_found_and_ordered():
     text = " and ".join(f"call 138{i:08d}" for i in range(3000))
     found = find_personal_data(text)
     assert len(found) == 3000 and all(a.end <= b.start for a, b in zip(found, found[1:]))
+
+
+def test_baseline_masker_finds_written_digits_but_not_spoken_ones():
+    """The baseline `bench masking` prints beside the project's masking: a plain digit-run / e-mail regex. It masks
+    a number written as digits and misses the same number as a recogniser writes speech, which is the gap the
+    project's masking closes (so the two figures in the same run mean something)."""
+    from server.people.masking_corpus import Sample, baseline_find, evaluate, generate, masked
+
+    written = "my number is 138 1234 5678"
+    spoken = "my number is one three eight one two three four five six seven eight"
+    assert masked(Sample(written, (13, len(written)), "phone", "en"), baseline_find)
+    assert not masked(Sample(spoken, (13, len(spoken)), "phone", "en"), baseline_find)
+    assert masked(Sample(spoken, (13, len(spoken)), "phone", "en"))
+    samples = generate("test")
+    assert evaluate(samples, baseline_find)["recall"] < evaluate(samples)["recall"]

@@ -14,6 +14,7 @@ masking rules were tuned on, `test` (seed 2) the held-out set the test and `hotl
 from __future__ import annotations
 
 import random
+import re
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -217,25 +218,41 @@ def generate(split: str = "test", *, positives: int = 360, negatives: int = 240)
     return out
 
 
-def masked(sample: Sample) -> bool:
+@dataclass(frozen=True)
+class Span:
+    start: int
+    end: int
+
+
+# The baseline: what a typical PII redactor does with text (a run of 7 or more digits, possibly grouped with spaces or
+# hyphens; a passport-style letter + digits; a written e-mail address). It knows nothing of how a recogniser writes
+# numbers that were spoken, which is what the project's masking adds.
+_BASELINE = re.compile(r"\d(?:[ -]?\d){6,}|\b[A-Za-z]{1,2}\d{7,9}\b|[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+
+
+def baseline_find(text: str) -> list[Span]:
+    return [Span(m.start(), m.end()) for m in _BASELINE.finditer(text)]
+
+
+def masked(sample: Sample, find: Callable[[str], list[Any]] = find_personal_data) -> bool:
     """True when every letter and digit of the sample's value is inside a finding."""
     assert sample.span is not None
     covered = bytearray(len(sample.text))
-    for f in find_personal_data(sample.text):
+    for f in find(sample.text):
         covered[f.start:f.end] = b"\x01" * (f.end - f.start)
     start, end = sample.span
     return all(covered[i] or not sample.text[i].isalnum() for i in range(start, end))
 
 
-def evaluate(samples: list[Sample]) -> dict[str, Any]:
+def evaluate(samples: list[Sample], find: Callable[[str], list[Any]] = find_personal_data) -> dict[str, Any]:
     pos = [s for s in samples if s.span is not None]
     neg = [s for s in samples if s.span is None]
-    missed = [s for s in pos if not masked(s)]
-    false = [s for s in neg if find_personal_data(s.text)]
+    missed = [s for s in pos if not masked(s, find)]
+    false = [s for s in neg if find(s.text)]
     by_kind = {}
     for kind in KINDS:
         ks = [s for s in pos if s.kind == kind]
-        by_kind[kind] = round(sum(masked(s) for s in ks) / len(ks), 4) if ks else None
+        by_kind[kind] = round(sum(masked(s, find) for s in ks) / len(ks), 4) if ks else None
     return {
         "positives": len(pos), "negatives": len(neg),
         "recall": round(1 - len(missed) / len(pos), 4) if pos else None,
