@@ -51,4 +51,8 @@ say "installing the project and its dependencies (with the extras: test, bench)"
 
 say "assembling and verifying models"
 .venv/bin/hotline models || { say "ERROR: models are not ready (see above)"; exit 1; }
+# The fixed prompts (greeting, "one moment", transfer, goodbye ...) into the disk synthesis cache now, once: a server
+# synthesizes any that are missing before it says ready, which on a slow CPU takes minutes (a few seconds when cached).
+say "synthesizing the fixed prompts into the cache (var/models/tts)"
+.venv/bin/hotline warm --prompts-only || { say "ERROR: the synthesizer failed on the fixed prompts (see above)"; exit 1; }
 say "ready. Start the hotline:  .venv/bin/hotline serve   (then open http://127.0.0.1:8000/)"

@@ -55,10 +55,13 @@ def add_commands(sub: Any, bench_sub: Any) -> None:
                        "(or HOTLINE_REDIS_URL); without it the queue lives in this process")
     serve.set_defaults(func=_serve)
     warm = sub.add_parser("warm", help="load the models and synthesize every prompt and answer into the disk cache")
+    warm.add_argument("--prompts-only", action="store_true",
+                      help="only the fixed prompts a call needs first (greeting, one moment, transfer, goodbye ...): "
+                           "what setup.sh does, so that a first `hotline serve` is ready sooner")
     warm.set_defaults(func=_warm)
 
 
-def warm_caches(settings: Settings, *, out: Any = None) -> dict[str, float]:
+def warm_caches(settings: Settings, *, out: Any = None, answers: bool = True) -> dict[str, float]:
     """Load the models and fill the synthesis cache with every prompt and knowledge-base answer (kept on disk)."""
     import sys
     import time
@@ -72,7 +75,7 @@ def warm_caches(settings: Settings, *, out: Any = None) -> dict[str, float]:
     print(f"warm: models loaded and warm in {time.perf_counter() - t0:.1f} s; filling the synthesis cache ...",
           file=out, flush=True)
     t1 = time.perf_counter()
-    for warm in comps.background_warmups:
+    for warm in comps.background_warmups if answers else ():
         warm()
     synth = comps.synthesizer
     print(f"warm: prompts and answers cached in {time.perf_counter() - t1:.1f} s "
@@ -82,5 +85,5 @@ def warm_caches(settings: Settings, *, out: Any = None) -> dict[str, float]:
 
 
 def _warm(args: argparse.Namespace) -> int:
-    warm_caches(Settings.load(getattr(args, "config", None)))
+    warm_caches(Settings.load(getattr(args, "config", None)), answers=not getattr(args, "prompts_only", False))
     return 0

@@ -60,3 +60,28 @@ def test_warm_up_waits_while_calls_are_connected_and_stops_at_shutdown(component
     comps.stopping.set()
     worker.join(timeout=10)
     assert not worker.is_alive()
+
+
+def test_processes_sharing_a_disk_cache_warm_the_prompts_in_turn(tmp_path):
+    """The prompt warm-up takes an exclusive lock on the disk cache: a second holder waits until the first is done
+    (so a second server on one machine reads the first one's files instead of synthesizing the same prompts)."""
+    from server.call.wiring import _cache_lock
+
+    order: list[str] = []
+    entered = threading.Event()
+
+    def first() -> None:
+        with _cache_lock(tmp_path, "prompts"):
+            entered.set()
+            time.sleep(0.3)
+            order.append("first done")
+
+    t = threading.Thread(target=first)
+    t.start()
+    assert entered.wait(5)
+    with _cache_lock(tmp_path, "prompts"):  # another open file: flock makes it wait, as another process would
+        order.append("second in")
+    t.join()
+    assert order == ["first done", "second in"]
+    with _cache_lock(None, "prompts"):  # no disk cache: nothing to share, nothing to lock
+        pass

@@ -7,11 +7,13 @@ with the same shape (tests/fakes.py).
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Callable, Iterator
 
 from server.metrics import Metrics
 from server.call.pools import BoundedPool
@@ -149,7 +151,10 @@ def load_components(settings: Any) -> Components:
         # first caller hears the greeting, "one moment", a transfer or a goodbye at once, whatever else is cold.
         if voice.tts_cache_size == 0 and not voice.tts_disk_cache:
             return  # no cache to fill (benchmarks of uncached speech)
-        synthesize_prompts(CALL_PROMPTS)
+        # Processes sharing a disk cache (a cluster on one machine, `hotline warm` beside a server) take turns: the
+        # first synthesizes, the others then read its files, instead of each spending the CPU on the same prompts.
+        with _cache_lock(getattr(synthesizer, "disk_dir", None), "prompts"):
+            synthesize_prompts(CALL_PROMPTS)
 
     def cache_answers(entries: Any) -> None:
         # Answers of these entries, in both languages, into the disk synthesis cache (voice/tts/cache.py), by a
@@ -194,3 +199,21 @@ def load_components(settings: Any) -> Components:
         cache_answers=cache_answers,
     )
     return comps
+
+
+@contextlib.contextmanager
+def _cache_lock(disk_dir: Any, name: str) -> Iterator[None]:
+    """An exclusive advisory lock (flock) on `disk_dir`/.`name`.lock, held for the block; no lock without a disk."""
+    if disk_dir is None:
+        yield
+        return
+    import fcntl
+
+    path = Path(disk_dir)
+    path.mkdir(parents=True, exist_ok=True)
+    with open(path / f".{name}.lock", "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
