@@ -1,4 +1,4 @@
-"""A call's memory is given back as the call ends (issue 9, the soak): its session, its connection and its live view
+"""A call's memory is given back as the call ends (found by the hour-long soak): its session, its connection and its live view
 (with the recording's audio) are freed by reference counting, not left in reference cycles for the garbage
 collector's next full pass, which in a long-running service comes hundreds of calls later (the soak measured about
 100 KB a call held that way, and a process's memory that grew with every call until then).

@@ -1,4 +1,4 @@
-"""Issue 11 in Debian's Chromium, headless (Playwright), against a running server: supervisors keep the answers right.
+"""The knowledge editor in Debian's Chromium, headless (Playwright), against a running server: supervisors keep the answers right.
 
 Two calls ask the same thing the knowledge base does not cover, one in English and one in Mandarin ("what happens if
 my employer goes bankrupt?"). A supervisor finds them as one missed-question group, adds the English question as a
