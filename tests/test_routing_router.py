@@ -250,3 +250,12 @@ def test_lexical_only_still_routes(tmp_path):
     assert (d.topic, d.language) == ("work_permit_apply", "zh")
     assert "pinyin" in d.reason
     r.close()
+
+
+def test_pinyin_folds_the_iu_ou_confusion_and_keeps_other_syllables_apart():
+    from routing.retrieval_text import pinyin_tokens
+
+    # Whisper heard the hotline voice's 居留 (ju liu) as 举楼 (ju lou), `hotline bench call`.
+    assert pinyin_tokens("举楼许可") == pinyin_tokens("居留许可")
+    assert pinyin_tokens("九") != pinyin_tokens("局") and pinyin_tokens("修") != pinyin_tokens("需")
+
