@@ -14,7 +14,9 @@ import numpy as np
 from routing.knowledge import KnowledgeBase, KnowledgeEntry
 from routing.retrieval_bm25 import Bm25Index
 from routing.retrieval_embed import Embedder, embed_cached
-from routing.retrieval_text import HAN_RE, expand_mixed, lexical_tokens, normalize, pinyin_tokens
+from routing.retrieval_text import (
+    HAN_RE, correct_homophones, expand_mixed, lexical_tokens, normalize, pinyin_tokens,
+)
 
 SIGNALS = ("embedding", "answer", "bm25", "pinyin")
 
@@ -136,6 +138,8 @@ class HybridRetriever:
 
     def retrieve(self, text: str, *, top_k: int = 5) -> Retrieval:
         text = normalize(text[: self.max_chars])
+        if self.use_pinyin:
+            text = correct_homophones(text)  # every signal sees 居留许可 where the recognizer wrote 菊漏许可
         expanded = expand_mixed(text)
         signals: dict[str, np.ndarray] = {}
         lexical = self._bm25_signal(self._lexical, lexical_tokens(expanded))

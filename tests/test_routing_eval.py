@@ -72,3 +72,11 @@ def test_shipped_kb_never_raises_on_bad_input(router):
         for language in ("en", "zh", "other:fr"):
             d = router.decide(text, language=language)
             assert d.route in ("answer", "clarify", "agent") and d.answer and d.reason != "internal_error"
+
+
+# What Whisper made of the hotline voice's "居留许可在哪里办理？" in `hotline bench call`, as the call recognized it.
+@pytest.mark.parametrize("heard", ["举楼许可在哪里办理?", "菊漏许可在哪里办理?", "菊流许可在哪里办理?", "据留许可在哪里办理?",
+                                   "居留许可在哪里办理?"])
+def test_a_misheard_residence_permit_question_still_routes_to_it(router, heard):
+    d = router.decide(heard, language="zh")
+    assert (d.route, d.topic, d.language) == ("answer", "residence_permit", "zh"), d

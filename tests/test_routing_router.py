@@ -250,3 +250,23 @@ def test_lexical_only_still_routes(tmp_path):
     assert (d.topic, d.language) == ("work_permit_apply", "zh")
     assert "pinyin" in d.reason
     r.close()
+
+
+def test_pinyin_folds_the_iu_ou_confusion_and_keeps_other_syllables_apart():
+    from routing.retrieval_text import pinyin_tokens
+
+    # Whisper heard the hotline voice's 居留 (ju liu) as 举楼 (ju lou), `hotline bench call`.
+    assert pinyin_tokens("举楼许可") == pinyin_tokens("居留许可")
+    assert pinyin_tokens("九") != pinyin_tokens("局") and pinyin_tokens("修") != pinyin_tokens("需")
+
+
+
+def test_a_stretch_that_sounds_like_a_hotline_term_is_written_as_the_term():
+    from routing.retrieval_text import correct_homophones
+
+    assert correct_homophones("菊漏许可在哪里办理?") == "居留许可在哪里办理?"
+    assert correct_homophones("工作需可要什么材料") == "工作许可要什么材料"
+    assert correct_homophones("how about 菊漏许可") == "how about 居留许可"
+    # Right already, sounding like no term, or too short to tell from ordinary words: left as it is.
+    for text in ("我想问居留许可", "今天天气怎么样", "留学生", "work permit"):
+        assert correct_homophones(text) == text

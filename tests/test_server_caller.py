@@ -262,3 +262,20 @@ def test_bench_takes_a_transfer_after_a_clarify_as_the_escalation_policy_not_a_w
     # Without the clarify before it, or where only an answer is right, a transfer is wrong.
     assert summarize(1, [call(("mumble", agent))], set(), expected)["right"] == 0
     assert summarize(1, [call(("mumble", clarify), ("weather", agent))], set(), expected)["right"] == 1
+
+
+def test_bench_takes_a_clarify_as_right_for_off_topic_speech_whatever_topic_the_router_guessed():
+    from server.caller.bench import OFF_TOPIC, Expect
+
+    off_topic = Expect("en", *OFF_TOPIC)
+    # The router's clarify carries its best guess (or hotline_info); the caller hears the same `repeat` prompt.
+    assert off_topic.met_by({"route": "clarify", "topic": "work_permit_cancel", "language": "en"})
+    assert off_topic.met_by({"route": "clarify", "topic": "hotline_info", "language": "en"})
+    assert off_topic.met_by({"route": "answer", "topic": "out_of_scope", "language": "en"})
+    # An answer is still checked for its topic, and every route for its language.
+    assert not off_topic.met_by({"route": "answer", "topic": "work_permit_cancel", "language": "en"})
+    assert not off_topic.met_by({"route": "clarify", "topic": "hotline_info", "language": "zh"})
+    assert not off_topic.met_by({"route": "agent", "topic": "human_agent", "language": "en"})
+    # Where only an answer is right, a clarify is wrong.
+    assert not Expect("en", ("answer",), ("residence_permit",)).met_by(
+        {"route": "clarify", "topic": "residence_permit", "language": "en"})

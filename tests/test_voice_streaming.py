@@ -293,3 +293,65 @@ def test_an_adapted_end_silence_lapses_when_the_caller_speaks_again():
     assert not any(isinstance(e, UtteranceEnd) for _, e in more)
     rest, _ = drive(ep, [0.0] * 40, now)
     assert _end_time(rest) == pytest.approx(39 * W + 0.6, abs=W)  # the new silence gets the plain wait
+
+
+class _ScriptedRecognizer:
+    """Returns scripted verdicts for undirected decodes; a decode told its language is heard in that language."""
+
+    def __init__(self, verdicts):
+        self.verdicts = list(verdicts)
+        self.forced: list[str] = []
+
+    def transcribe(self, audio, *, language=None, start_s=0.0, gate=True, **_):
+        from voice.types import Transcript
+
+        if language is not None:
+            self.forced.append(language)
+            v, text = LanguageVerdict(language, language, 1.0, "hint"), f"decoded in {language}"
+        else:
+            v = self.verdicts.pop(0)
+            text = f"heard as {v.code}"
+        return Transcript(text=text, language=v, start_s=start_s, end_s=start_s + 2.0, engine="fake", model="fake",
+                          recognition_s=0.1, encoder_s=0.05)
+
+
+class _NoVad:
+    window = 512
+
+
+def _final(st, n):
+    return st.final(FinalRequest(np.zeros(32000, np.float32), 10.0 * n, 10.0 * n + 2.0, "silence", n))
+
+
+def test_an_unsure_other_language_in_an_english_call_is_decoded_in_english(voice_settings):
+    from voice.language import heard_in_call_language
+
+    en = LanguageVerdict("en", "en", 0.95, "audio+text")
+    pt_unsure = LanguageVerdict("other", "pt", 0.7, "audio")  # accented English, as Whisper base hears it
+    rec = _ScriptedRecognizer([en, pt_unsure])
+    st = StreamingTranscriber(recognizer=rec, vad=_NoVad(), settings=voice_settings)
+    assert _final(st, 1).language.label == "en"
+    t = _final(st, 2)
+    assert rec.forced == ["en"]
+    assert (t.text, t.language.label, t.language.source) == ("decoded in en", "en", "call")
+    assert t.recognition_s == pytest.approx(0.2)  # both decodes are the utterance's recognition time
+    # The pure rule: sure verdicts, script or text evidence, a call not yet heard (or only hinted) are kept.
+    limit = voice_settings.other_language_in_call_min_prob
+    assert heard_in_call_language(pt_unsure, en, other_min_prob=limit)
+    assert not heard_in_call_language(LanguageVerdict("other", "ru", 0.97, "audio"), en, other_min_prob=limit)
+    assert not heard_in_call_language(LanguageVerdict("other", "ja", 0.9, "script"), en, other_min_prob=limit)
+    assert not heard_in_call_language(LanguageVerdict("other", "fr", 0.96, "text"), en, other_min_prob=limit)
+    assert not heard_in_call_language(pt_unsure, LanguageVerdict("unknown", "", 0.0, "none"), other_min_prob=limit)
+    assert not heard_in_call_language(pt_unsure, LanguageVerdict("en", "en", 1.0, "hint"), other_min_prob=limit)
+
+
+def test_another_language_stays_another_language_at_the_start_of_a_call_or_when_sure(voice_settings):
+    pt_unsure = LanguageVerdict("other", "pt", 0.7, "audio")
+    ru = LanguageVerdict("other", "ru", 0.97, "audio")
+    zh = LanguageVerdict("zh", "zh", 0.99, "audio+text")
+    rec = _ScriptedRecognizer([pt_unsure, zh, ru])
+    st = StreamingTranscriber(recognizer=rec, vad=_NoVad(), settings=voice_settings)
+    assert _final(st, 1).language.code == "pt"  # nothing heard before it: the caller may well not speak en or zh
+    assert _final(st, 2).language.label == "zh"
+    assert _final(st, 3).language.code == "ru"  # sure: the caller did switch language
+    assert rec.forced == []

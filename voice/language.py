@@ -115,6 +115,20 @@ def combine(audio: LanguageVerdict, text: str) -> LanguageVerdict:
     return audio
 
 
+def heard_in_call_language(utterance: LanguageVerdict, call: LanguageVerdict, *, other_min_prob: float) -> bool:
+    """True when an utterance Whisper heard as another language is better decoded in the call's own language.
+
+    Whisper base identifies accented speech poorly: Mandarin speakers reading English are heard as Portuguese with
+    probability 0.5-0.7 (`hotline bench call`, speechocean762), and an "other" verdict sends the caller to the
+    agent queue with the language-not-served message. A caller who has already spoken English or Mandarin in this
+    call is not taken for a speaker of another language on the audio's word alone unless it is sure; a script or
+    text verdict (kana, Cyrillic, a transcript langdetect is sure of) is evidence enough and is kept. A call
+    language that came only from a hint has not been heard yet, so it overrides nothing.
+    """
+    return (utterance.label == "other" and utterance.source == "audio" and utterance.probability < other_min_prob
+            and call.served and call.source != "hint")
+
+
 @dataclass
 class CallLanguage:
     """The call's language: set by the first real utterance, not flipped by a short or ambiguous one ("OK", "好的")."""

@@ -78,6 +78,11 @@ class VoiceSettings(BaseModel):
     # --- language ---
     language_switch_min_s: float = Field(default=1.5, ge=0)  # shorter utterances cannot flip the call's language
     other_language_min_prob: float = Field(default=0.5, ge=0, le=1)
+    # Once the caller has spoken a served language in the call, an utterance Whisper's audio alone calls another
+    # language below this probability is decoded again in the call's language (voice.language.heard_in_call_language).
+    # Development clips of other languages score 0.97 (ru) and 1.0 (ja); accented English called Portuguese scored
+    # 0.53-0.72.
+    other_language_in_call_min_prob: float = Field(default=0.9, ge=0, le=1)
 
     # --- synthesis ---
     voice: Literal["neural", "espeak"] = "neural"

@@ -18,9 +18,9 @@ import numpy as np
 
 from voice.asr import Recognizer
 from voice.audio import AudioFormatError, pcm16_to_float
-from voice.language import CallLanguage
+from voice.language import CallLanguage, heard_in_call_language
 from voice.settings import VoiceSettings
-from voice.types import SAMPLE_RATE, PartialTranscript, SpeechStarted, Transcript
+from voice.types import SAMPLE_RATE, LanguageVerdict, PartialTranscript, SpeechStarted, Transcript
 from voice.vad import Vad, speech_regions
 
 # ---------------------------------------------------------------- endpointing (pure)
@@ -450,7 +450,22 @@ class StreamingTranscriber:
         return self._fold_language(t, req.end_s - req.start_s)
 
     def _recognize_final(self, audio: np.ndarray, start_s: float) -> Transcript | None:
-        return self.recognizer.transcribe(audio, start_s=start_s, gate=False)
+        t = self.recognizer.transcribe(audio, start_s=start_s, gate=False)
+        call = self.call_language.current
+        if t is None or not heard_in_call_language(t.language, call,
+                                                   other_min_prob=self.settings.other_language_in_call_min_prob):
+            return t
+        # An unsure "other" in a call that has been English or Mandarin so far: an accent, not another language.
+        # Decoded in the other language the words are nonsense, so the utterance is decoded again in the call's.
+        again = self.recognizer.transcribe(audio, language=call.label, start_s=start_s, gate=False)
+        if again is None:
+            return t
+        from dataclasses import replace
+
+        heard = LanguageVerdict(label=call.label, code=call.label, probability=call.probability, source="call",
+                                mixed=again.language.mixed)
+        return replace(again, language=heard, recognition_s=t.recognition_s + again.recognition_s,
+                       encoder_s=t.encoder_s + again.encoder_s)
 
     def _fold_language(self, t: Transcript, duration_s: float) -> Transcript:
         call = self.call_language.observe(t.language, duration_s=duration_s, text=t.text)
