@@ -14,8 +14,10 @@ his belly counseled him. Stuff it into you, ..."); decoded WITH timestamps it ma
 segments that start where the speech has already ended are dropped (see `_content_tokens`). A timestamped decode
 may also stop early, on an empty segment ("... ask what you can<9.36><9.36>"): Whisper's convention for "the rest
 is for the next window". Whisper's own transcribe() then decodes on from that timestamp, so the recognizer does too
-(`Recognizer._continue`); before it did, the tail of such an utterance was lost. `hotline bench window` measures
-both windows side by side on the real recordings.
+(`Recognizer._continue`); before it did, the tail of such an utterance was lost. The 30 s window (a loop's
+fall-back, `encoder_window: full`) is decoded with timestamps as well, as the plain call always decodes: without
+them its Mandarin was worse than the plain call's, with them it gives the plain call's text on the development
+clips. `hotline bench window` measures both windows side by side on the real recordings.
 """
 from __future__ import annotations
 
