@@ -305,3 +305,46 @@ def test_english_final_at_least_as_accurate_as_the_plain_engine_call(recognizer,
             e, n = error_counts(clip.reference, text, "en")
             acc[0], acc[1] = acc[0] + e, acc[1] + n
     assert ours[0] <= plain[0], f"final {ours[0]}/{ours[1]} errors, plain call {plain[0]}/{plain[1]}"
+
+
+def test_every_final_decode_is_timestamped_as_the_plain_call_decodes(voice_settings):
+    # Without timestamps in the 30 s window Mandarin came out worse than the plain call, which always decodes with
+    # them ("眼中丁" for "眼中钉"). Each window gets the seconds of real audio (content_s), which asks for timestamps.
+    from voice.asr import Decoded, Recognizer
+
+    settings = voice_settings.model_copy(update={"use_vocabulary_prompt": False})
+    for window in ("full", "utterance"):
+        engine = _ScriptedEngine([Decoded("one two three", -0.3, 0.05, True)])
+        engine.contents = []
+        real_decode = engine.decode
+
+        def decode(encoded, *, content_s=None, _real=real_decode, _engine=engine, **kw):
+            _engine.contents.append(content_s)
+            return _real(encoded, content_s=content_s, **kw)
+
+        engine.decode = decode
+        rec = Recognizer(engine=engine, settings=settings.model_copy(update={"encoder_window": window}))
+        assert rec.transcribe(_speech(4.0), language="en", gate=False).text == "one two three"
+        assert engine.contents == [4.0], window
+
+
+def test_a_loop_in_the_short_window_falls_back_to_a_timestamped_30_s_window(voice_settings):
+    from voice.asr import Decoded, Recognizer
+
+    settings = voice_settings.model_copy(update={"use_vocabulary_prompt": False})
+    engine = _ScriptedEngine([Decoded("one one one", -0.3, 0.05, ended=False), Decoded("one", -0.3, 0.05, True)])
+    windows, contents = [], []
+    real_encode, real_decode = engine.encode, engine.decode
+
+    def encode(audio, *, window_s=None):
+        windows.append(window_s)
+        return real_encode(audio, window_s=window_s)
+
+    def decode(encoded, *, content_s=None, **kw):
+        contents.append(content_s)
+        return real_decode(encoded, content_s=content_s, **kw)
+
+    engine.encode, engine.decode = encode, decode
+    t = Recognizer(engine=engine, settings=settings).transcribe(_speech(2.0), language="en", gate=False)
+    assert t.text == "one"
+    assert windows == [settings.encoder_min_s, None] and contents == [2.0, 2.0]
