@@ -14,10 +14,8 @@ his belly counseled him. Stuff it into you, ..."); decoded WITH timestamps it ma
 segments that start where the speech has already ended are dropped (see `_content_tokens`). A timestamped decode
 may also stop early, on an empty segment ("... ask what you can<9.36><9.36>"): Whisper's convention for "the rest
 is for the next window". Whisper's own transcribe() then decodes on from that timestamp, so the recognizer does too
-(`Recognizer._continue`); before it did, the tail of such an utterance was lost. The 30 s window (a loop's
-fall-back, `encoder_window: full`) is decoded with timestamps as well, as the plain call always decodes: without
-them its Mandarin was worse than the plain call's, with them it gives the plain call's text on the development
-clips. `hotline bench window` measures both windows side by side on the real recordings.
+(`Recognizer._continue`); before it did, the tail of such an utterance was lost. `hotline bench window` measures
+both windows side by side on the real recordings.
 """
 from __future__ import annotations
 
@@ -138,9 +136,7 @@ class FasterWhisperEngine:
         """window_s: seconds the encoder sees (the audio, zero-padded or cut); None = Whisper's 30 s."""
         from faster_whisper.audio import pad_or_trim
 
-        # The extractor pads the audio by one hop, which adds a frame computed mostly from that padding; Whisper's
-        # transcribe() (and faster-whisper's, the plain call) leave it out of the content frames, so do we.
-        features = self._model.feature_extractor(audio)[:, :-1]
+        features = self._model.feature_extractor(audio)
         frames = self._model.feature_extractor.nb_max_frames
         if window_s is not None:
             frames = min(frames, 2 * math.ceil(window_s * FRAMES_PER_SECOND / 2))  # even: the encoder halves it
@@ -152,7 +148,7 @@ class FasterWhisperEngine:
 
     def decode(self, encoded, *, language: str, prompt: str | None, max_tokens: int, beam_size: int,
                content_s: float | None = None) -> Decoded:
-        """content_s: seconds of real audio in the window; given, the decode is timestamped (see module docstring)."""
+        """content_s: seconds of real audio in a short window (decoded with timestamps, see module docstring)."""
         from faster_whisper.transcribe import get_suppressed_tokens
 
         tok = self._tokenizer(language)
@@ -297,9 +293,7 @@ class Recognizer:
         use_vocab = self.settings.use_vocabulary_prompt if vocabulary is None else vocabulary
         beam = beam_size or self.settings.beam_size
         window_s = self.window_s(duration)
-        # Timestamped in either window, as the plain call decodes: in the 30 s window too, where Mandarin came out
-        # worse without timestamps ("眼中丁" for "眼中钉"; docs/latency.md, Recognition).
-        content_s = duration
+        content_s = duration if window_s is not None else None
         t0 = time.perf_counter()
         with self._lock:
             encoded = self.engine.encode(audio, window_s=window_s)
@@ -316,12 +310,12 @@ class Recognizer:
             max_tokens = int(duration * 15) + 24  # bounds runaway repetition on noise
             decoded = self._decode(encoded, language=decode_lang, prompt=prompt, max_tokens=max_tokens,
                                    beam_size=beam, content_s=content_s)
-            if window_s is not None and decoded.looping:
+            if content_s is not None and decoded.looping:
                 # Still a loop in the short window (seen on clips under 2 s): Whisper's own 30 s window, as a
                 # fall-back, the way Whisper falls back to a higher temperature.
                 encoded = self.engine.encode(audio)
                 decoded = self._decode(encoded, language=decode_lang, prompt=prompt, max_tokens=max_tokens,
-                                       beam_size=beam, content_s=content_s)
+                                       beam_size=beam, content_s=None)
             text = decoded.text
             if not self._no_speech(decoded):
                 text = self._continue(audio, decoded, text, language=decode_lang, prompt=prompt, beam_size=beam)
@@ -358,11 +352,12 @@ class Recognizer:
             rest_s = len(rest) / SAMPLE_RATE
             if rest_s < LATE_SEGMENT_S:  # only the silent margin is left (see _content_tokens)
                 break
-            encoded = self.engine.encode(rest, window_s=self.window_s(rest_s))
+            window_s = self.window_s(rest_s)
+            encoded = self.engine.encode(rest, window_s=window_s)
             context = " ".join(p for p in (prompt, text) if p)
             decoded = self._decode(encoded, language=language, prompt=context or None,
-                                   max_tokens=int(rest_s * 15) + 24, beam_size=beam_size, content_s=rest_s,
-                                   retry_prompt=text or None)
+                                   max_tokens=int(rest_s * 15) + 24, beam_size=beam_size,
+                                   content_s=rest_s if window_s is not None else None, retry_prompt=text or None)
             if self._no_speech(decoded):
                 break
             text = _join_text(text, decoded.text)
