@@ -237,7 +237,7 @@ HOMOPHONE_TERMS: tuple[str, ...] = tuple(sorted(
     {t for _, zh in MIXED_GLOSSARY for t in zh.split() if len(t) >= 3}, key=lambda t: (-len(t), t)))
 
 
-@lru_cache(maxsize=256)
+@lru_cache(maxsize=1)
 def _term_sounds() -> tuple[tuple[str, tuple[str, ...]], ...]:
     return tuple((t, _run_pinyin(t)) for t in HOMOPHONE_TERMS)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Union
 
 import numpy as np
@@ -460,8 +460,6 @@ class StreamingTranscriber:
         again = self.recognizer.transcribe(audio, language=call.label, start_s=start_s, gate=False)
         if again is None:
             return t
-        from dataclasses import replace
-
         heard = LanguageVerdict(label=call.label, code=call.label, probability=call.probability, source="call",
                                 mixed=again.language.mixed)
         return replace(again, language=heard, recognition_s=t.recognition_s + again.recognition_s,
@@ -471,8 +469,6 @@ class StreamingTranscriber:
         call = self.call_language.observe(t.language, duration_s=duration_s, text=t.text)
         if call.label != t.language.label and call.served and t.language.served:
             # A short, ambiguous utterance ("OK", "好的") does not flip the call: it is heard in the call's language.
-            from dataclasses import replace
-
             t = replace(t, language=replace(call, source="call"))
         return t
 

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from server.people.masking import find_personal_data, id_checksum_char
+from server.people.masking import Finding, find_personal_data, id_checksum_char
 
 SEEDS = {"dev": 1, "test": 2}
 KINDS = ("phone", "landline", "id", "passport", "application", "email")
@@ -218,20 +218,15 @@ def generate(split: str = "test", *, positives: int = 360, negatives: int = 240)
     return out
 
 
-@dataclass(frozen=True)
-class Span:
-    start: int
-    end: int
-
-
 # The baseline: what a typical PII redactor does with text (a run of 7 or more digits, possibly grouped with spaces or
 # hyphens; a passport-style letter + digits; a written e-mail address). It knows nothing of how a recogniser writes
 # numbers that were spoken, which is what the project's masking adds.
-_BASELINE = re.compile(r"\d(?:[ -]?\d){6,}|\b[A-Za-z]{1,2}\d{7,9}\b|[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+_BASELINE = re.compile(r"(?P<NUMBER>\d(?:[ -]?\d){6,})|(?P<PASSPORT>\b[A-Za-z]{1,2}\d{7,9}\b)"
+                       r"|(?P<EMAIL>[\w.+-]+@[\w-]+(?:\.[\w-]+)+)")
 
 
-def baseline_find(text: str) -> list[Span]:
-    return [Span(m.start(), m.end()) for m in _BASELINE.finditer(text)]
+def baseline_find(text: str) -> list[Finding]:
+    return [Finding(m.start(), m.end(), m.lastgroup or "NUMBER") for m in _BASELINE.finditer(text)]
 
 
 def masked(sample: Sample, find: Callable[[str], list[Any]] = find_personal_data) -> bool:
