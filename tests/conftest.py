@@ -90,9 +90,8 @@ def _pg_admin(sql: str) -> None:
 ALLOW_SKIP_PG = os.environ.get("HOTLINE_TEST_ALLOW_SKIP_PG") == "1"
 
 
-@pytest.fixture(scope="module")
-def pg_url():
-    """A fresh PostgreSQL database for this test module, dropped afterwards."""
+def _fresh_pg_database():
+    """Create a fresh PostgreSQL database, yield its URL, drop it afterwards."""
     name = f"hotline_test_{uuid.uuid4().hex[:12]}"
     message = None
     try:
@@ -107,6 +106,18 @@ def pg_url():
         pytest.fail(message, pytrace=False)
     yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
     _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def pg_url():
+    """A fresh PostgreSQL database for this test module, dropped afterwards."""
+    yield from _fresh_pg_database()
+
+
+@pytest.fixture
+def fresh_pg_url():
+    """A fresh PostgreSQL database for this one test (for what must start from an empty database)."""
+    yield from _fresh_pg_database()
 
 
 REDIS_URL_ENV = "HOTLINE_TEST_REDIS_URL"

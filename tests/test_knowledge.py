@@ -90,6 +90,26 @@ async def test_drafts_publish_history_and_rollback_on_postgresql(pg_url):
     await drafts_publish_history_and_rollback(store)
 
 
+@pytest.mark.postgres
+async def test_processes_starting_together_seed_the_knowledge_base_once(fresh_pg_url):
+    """Servers sharing one database start together: each finds it empty and seeds it. Exactly one seed counts; the
+    others return False instead of failing the start on the unique revision, and the base holds each entry once."""
+    stores = [Store(url=fresh_pg_url) for _ in range(4)]
+    await stores[0].migrate()
+    kb = load_knowledge(REPO / "routing" / "knowledge")
+    try:
+        results = await asyncio.gather(*(KnowledgeStore(s).seed(kb) for s in stores))
+        assert sorted(results) == [False, False, False, True]
+        k = KnowledgeStore(stores[0])
+        assert await k.version() == 1
+        rows = await k.entries()
+        assert sorted(r.entry_id for r in rows) == sorted(e.id for e in kb.entries)  # each entry once
+        assert all(r.revision == 1 for r in rows)
+    finally:
+        for s in stores:
+            await s.close()
+
+
 async def drafts_publish_history_and_rollback(store: Store) -> None:
     kb = load_knowledge(REPO / "routing" / "knowledge")
     k = KnowledgeStore(store)

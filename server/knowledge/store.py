@@ -14,6 +14,7 @@ from typing import Any, Iterable
 
 import yaml
 from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
 
 from routing.knowledge import KnowledgeBase, KnowledgeEntry, KnowledgeError, entry_document, parse_knowledge
 from server.knowledge.models import KnowledgeRevision, KnowledgeState
@@ -128,14 +129,22 @@ class KnowledgeStore:
         """A fresh install: the YAML knowledge base becomes revision 1 of every entry, published as version 1.
         Does nothing (False) when the store already holds a knowledge base."""
         now = self.now()
-        async with self.store.sessions.begin() as s:
-            if (await s.execute(select(func.count()).select_from(KnowledgeRevision))).scalar_one():
-                return False
-            for position, entry in enumerate(kb.entries):
-                s.add(KnowledgeRevision(entry_id=entry.id, revision=1, topic=entry.topic, position=position,
-                                        document=stored_document(entry), deleted=False, action="seed", author=author,
-                                        created_at=now, published_at=now, published_by=author, kb_version=1))
-            await self._bump(s, author, now, at_least=1)
+        try:
+            async with self.store.sessions.begin() as s:
+                if (await s.execute(select(func.count()).select_from(KnowledgeRevision))).scalar_one():
+                    return False
+                for position, entry in enumerate(kb.entries):
+                    s.add(KnowledgeRevision(entry_id=entry.id, revision=1, topic=entry.topic, position=position,
+                                            document=stored_document(entry), deleted=False, action="seed",
+                                            author=author, created_at=now, published_at=now, published_by=author,
+                                            kb_version=1))
+                await self._bump(s, author, now, at_least=1)
+        except IntegrityError:
+            # Processes sharing one database start together: both saw it empty and both seeded; the other's seed
+            # committed first, so this one's rows (revision 1 of the same entries) collide and roll back whole.
+            if await self.is_empty():
+                raise
+            return False
         return True
 
     async def save_draft(self, entry: KnowledgeEntry, *, author: str, create: bool = False) -> Row:
