@@ -3,8 +3,8 @@ accounts, tokens and a console websocket client."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
-import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -65,10 +65,10 @@ def add_users(settings: Settings, users: list[tuple[str, str, str]], *, dev: boo
             await auth.add_user(name=name, role=role, password=PASSWORD, languages=langs or None, dev=dev)
         await store.close()
 
-    # In a thread of its own: the async tests call this from inside their event loop.
-    worker = threading.Thread(target=asyncio.run, args=(go(),))
-    worker.start()
-    worker.join()
+    # In a thread of its own: the async tests call this from inside their event loop. Its failure (an account that
+    # exists already, say) is the test's failure, not a warning printed at the end of the run.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, go()).result()
 
 
 def login(base: str, name: str, password: str = PASSWORD) -> str:

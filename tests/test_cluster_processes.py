@@ -197,7 +197,7 @@ async def test_mandarin_caller_on_a_agent_on_b_then_a_dies(pg_url, tmp_path):
 
     speech = await asyncio.to_thread(_mandarin_request)
     prefix = unique_prefix()
-    add_users(make_settings(tmp_path, db_url=pg_url), [("mei", "agent", "zh"), ("sam", "supervisor", "")])
+    add_users(make_settings(tmp_path, db_url=pg_url), [("lin", "agent", "zh"), ("kai", "supervisor", "")])
     env = {**LIGHT, "HOTLINE_PEOPLE__ACD__WRAP_UP_S": "1", "HOTLINE_PEOPLE__ACD__OFFER_TIMEOUT_S": "60"}
     a, b = (ServeProcess(n, db_url=pg_url, prefix=prefix, workdir=tmp_path, env=env) for n in ("a", "b"))
     try:
@@ -209,12 +209,12 @@ async def test_mandarin_caller_on_a_agent_on_b_then_a_dies(pg_url, tmp_path):
             browser = await pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
             errors: list[str] = []
             try:
-                page = await _available_agent(browser, b.base, "mei", errors)
+                page = await _available_agent(browser, b.base, "lin", errors)
 
                 first, first_id = await _asks_for_a_person(a.base, speech)
                 await page.wait_for_selector("#offer:not(.hidden)", timeout=60000)
                 assert await page.get_attribute("#offer-language .lang", "data-language") == "zh"
-                sup = await Console.connect(a.base, "/ws/supervisor", login(a.base, "sam"))
+                sup = await Console.connect(a.base, "/ws/supervisor", login(a.base, "kai"))
                 await sup.wait(lambda c: any(x["call_id"] == first_id for e in c.named("live") for x in e["calls"]),
                                timeout=15)
                 await sup.send(type="listen", call_id=first_id)

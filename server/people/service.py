@@ -124,7 +124,12 @@ class PeopleService:
         try:
             await self.queue.stop()
         finally:
-            await asyncio.to_thread(self.queue_store.close)
+            try:
+                await asyncio.to_thread(self.queue_store.close)
+            except RuntimeError:
+                # The loop's thread pool is already shut down (a loop being torn down at interpreter exit): closing
+                # here, blocking, still releases the store's connections instead of leaking them.
+                self.queue_store.close()
 
 
 class ObservedSessions(dict):  # type: ignore[type-arg]
