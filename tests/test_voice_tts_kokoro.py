@@ -246,6 +246,13 @@ def test_lead_chunk_comes_first_with_a_short_pause_and_the_rest_follows(lead_chu
     ("办公时间为周一至周五九点到十七点。", "zh", None),
     ("The lecture series started on April 26, 2023 in Shanghai with a first session.", "en",
      ("The lecture series started", "on April 26, 2023 in Shanghai with a first session.")),  # not at ", 2023"
+    # A long sentence with no other place to cut: its first clause mark, however far on (the rest plays meanwhile).
+    ("可以到上海市公安局出入境管理局或各区分局办理，办公时间是周一到周五上午九点到下午五点。", "zh",
+     ("可以到上海市公安局出入境管理局或各区分局办理，", "办公时间是周一到周五上午九点到下午五点。")),
+    ("Holders of a five-year residence permit marked 'talent' and their families, who have lived in the city "
+     "without a break, may apply.", "en",
+     ("Holders of a five-year residence permit marked 'talent' and their families,",
+      "who have lived in the city without a break, may apply.")),
     # Short: spoken whole; or the rest would be too short to speak alone.
     ("Hello, you have reached the Foreign Talent hotline.", "en", None),
     ("居留许可需要在到期前三十天申请延期，好的。", "zh", None),

@@ -30,8 +30,9 @@ class Synthesizer(Protocol):
     def synthesize(self, text: str, language: Language) -> Iterator[SpeechChunk]: ...
 
 
-# 2: the lead chunk cut at phrase boundaries (voice/tts/lead.py); 3: English inside Chinese with aspirated p t k.
-SYNTHESIS_REVISION = 3
+# 2: the lead chunk cut at phrase boundaries (voice/tts/lead.py); 3: English inside Chinese with aspirated p t k;
+# 4: a long first sentence with no other cut is cut at its first clause mark.
+SYNTHESIS_REVISION = 4
 
 
 def build_voice(settings: VoiceSettings, voice: str | None = None) -> Synthesizer:

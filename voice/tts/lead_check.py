@@ -1,8 +1,9 @@
-"""`python -m voice.tts.lead_check [N] [SEED]`: a development check of the lead chunk (voice/tts/lead.py).
+"""`python -m voice.tts.lead_check [N] [SEED] [last-resort]`: a development check of the lead chunk (voice/tts/lead.py).
 
 The opening two sentences of knowledge-base answers that the lead cuts (N per language, shuffled by SEED), spoken
 by Kokoro whole and through LeadChunker, each transcribed back by the synthesized-speech judge
 (voice/tts/scoring.py): the judged error rate of both, and the time to the first chunk and the lead's length.
+With `last-resort`, only the answers cut at a clause mark past MAX_CLAUSE_LEAD (rule 5 of voice/tts/lead.py).
 The knowledge base's answers are development text (the lead's rules were written looking at them); the bench
 sentences of `hotline bench tts` and tests/test_voice_tts_kokoro.py are the targets' measure.
 """
@@ -17,13 +18,13 @@ from pathlib import Path
 import yaml
 
 
-def main(n: int = 20, seed: int = 1) -> None:
+def main(n: int = 20, seed: int = 1, last_resort: bool = False) -> None:
     from voice.asr import build_recognizer
     from voice.audio import pcm16_to_float
     from voice.settings import VoiceSettings
     from voice.tts import pcm16_of
     from voice.tts.kokoro import KokoroSynthesizer
-    from voice.tts.lead import LeadChunker, lead_cut
+    from voice.tts.lead import MAX_CLAUSE_LEAD, LeadChunker, _size, lead_cut
     from voice.tts.scoring import errors, judge_settings
     from voice.tts.textnorm import split_sentences
 
@@ -42,7 +43,8 @@ def main(n: int = 20, seed: int = 1) -> None:
         for entry in data["entries"]:
             for language in ("en", "zh"):
                 text = (" " if language == "en" else "").join(split_sentences(entry["answer"][language])[:2])
-                if lead_cut(text, language):
+                cut = lead_cut(text, language)
+                if cut and (not last_resort or _size(cut[0], language) > MAX_CLAUSE_LEAD[language]):
                     items.append((language, text))
     random.Random(seed).shuffle(items)
     for language in ("en", "zh"):
@@ -72,4 +74,4 @@ def main(n: int = 20, seed: int = 1) -> None:
 
 
 if __name__ == "__main__":
-    main(*(int(a) for a in sys.argv[1:3]))
+    main(*(int(a) for a in sys.argv[1:3]), last_resort="last-resort" in sys.argv[3:])
