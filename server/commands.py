@@ -72,14 +72,15 @@ def warm_caches(settings: Settings, *, out: Any = None, answers: bool = True) ->
     t0 = time.perf_counter()
     comps = load_components(settings)
     comps.warm_up()
-    print(f"warm: models loaded and warm in {time.perf_counter() - t0:.1f} s; filling the synthesis cache ...",
-          file=out, flush=True)
+    # warm_up() synthesizes the fixed prompts; the knowledge-base answers come after, only when asked for.
+    print(f"warm: models loaded and the fixed prompts cached in {time.perf_counter() - t0:.1f} s"
+          + ("; filling the synthesis cache with every answer ..." if answers else ""), file=out, flush=True)
     t1 = time.perf_counter()
     for warm in comps.background_warmups if answers else ():
         warm()
     synth = comps.synthesizer
-    print(f"warm: prompts and answers cached in {time.perf_counter() - t1:.1f} s "
-          f"(synthesized {getattr(synth, 'misses', '?')}, already cached {getattr(synth, 'hits', '?')})",
+    what = f"answers cached in {time.perf_counter() - t1:.1f} s" if answers else "prompts only (no answers)"
+    print(f"warm: {what} (synthesized {getattr(synth, 'misses', '?')}, already cached {getattr(synth, 'hits', '?')})",
           file=out, flush=True)
     return {"total_s": time.perf_counter() - t0}
 

@@ -496,3 +496,51 @@ async def test_a_slow_uncached_answer_is_preceded_by_one_moment_reported_apart(t
     _, turns, _ = await stored(settings, started["call_id"])
     kinds = [t.kind for t in turns if t.speaker == "bot"]
     assert "acknowledgement" in kinds and "answer" in kinds
+
+
+async def test_no_acknowledgement_when_the_answer_is_expected_before_it_would_end(tmp_path):
+    """The answer waits behind an acknowledgement until it has been said. Once the call has seen how long its
+    synthesis takes, a "One moment." that would end after the answer is ready is left out: the caller hears the
+    answer sooner. The first slow answer (nothing learnt yet) still gets one."""
+    from routing.prompts import Prompts
+    from fakes import PROMPTS
+
+    prompts = Prompts.parse({"prompts": {**PROMPTS["prompts"], "one_moment": {"en": "One moment.", "zh": "好的，请稍等。"}}},
+                            where="tests")
+    spoken = {text for variants in prompts.texts.values() for text in variants.values()}
+
+    class SomewhatSlowAnswers(FakeSynthesizer):
+        def is_cached(self, text: str, language: str) -> bool:
+            return text in spoken
+
+        def synthesize(self, text: str, language: str):
+            if not self.is_cached(text, language):
+                time.sleep(0.6)  # ready well before a 1.1 s acknowledgement would end
+            yield from super().synthesize(text, language)
+
+    settings = make_settings(tmp_path, acknowledge_after_s=0.3)
+    comps = fake_components(script=[("how do I get a work permit", "en"), ("how do I get a work permit", "en")],
+                            synthesizer=SomewhatSlowAnswers(seconds_per_char=0.1))  # "One moment.": 1.1 s
+    comps.prompts = prompts
+    with running_server(settings, components=comps) as (url, app):
+        caller = await NativeCaller.connect(f"{url}/ws/call")
+        await caller.send_json({"event": "call.start", "language": "en"})
+        await caller.wait_event("call.started")
+        await greeted(caller)
+        await ask(caller)
+        first = await caller.wait_event("answer")
+        ack = await caller.wait_event("audio.start", count=3)
+        assert ack["text"] == "One moment."  # nothing learnt yet: acknowledged
+        said = await caller.wait_event("audio.start", count=4, timeout=20)
+        assert said["text"] == first["text"]
+        await caller.wait_event("audio.end", turn=said["turn"], timeout=20)
+        await asyncio.sleep(0.5)
+        await ask(caller)
+        await caller.wait_event("answer", count=2)
+        again = await caller.wait_event("audio.start", count=5, timeout=20)
+        assert again["text"] == first["text"]  # the answer itself, no "One moment." before it
+        again_end = await caller.wait_event("audio.end", turn=again["turn"], timeout=20)
+        assert "response_ms" in again_end["timings"]
+        assert [e["text"] for e in caller.named("audio.start")].count("One moment.") == 1
+        await caller.close()
+        await wait_idle(app)

@@ -203,3 +203,40 @@ async def test_bounded_pool_refuses_when_full_and_counts_down():
     await asyncio.sleep(0.01)
     assert pool.pending == 0
     pool.shutdown()
+
+
+def test_synthesis_pace_learns_seconds_per_spoken_unit_per_language():
+    from server.call.turn_taking import SynthesisPace
+
+    pace = SynthesisPace(weight=0.5)
+    assert pace.expected_s("en", 5) is None  # nothing seen: no estimate
+    pace.observe("en", 5, 1.0)
+    assert pace.expected_s("en", 10) == pytest.approx(2.0)
+    pace.observe("en", 5, 2.0)  # slower now (a busier machine): half way there
+    assert pace.expected_s("en", 5) == pytest.approx(1.5)
+    pace.observe("en", 0, 5.0)  # nothing spoken: ignored
+    assert pace.expected_s("en", 5) == pytest.approx(1.5) and pace.expected_s("zh", 5) is None
+
+
+@pytest.mark.parametrize("now, started, expected, ack, wait", [
+    (10.0, 9.0, None, 1.2, 0.0),  # no estimate yet: acknowledge
+    (10.0, 9.0, 3.0, 1.2, 0.0),  # 2 s to go, longer than the 1.2 s acknowledgement: acknowledge
+    (10.0, 9.0, 1.5, 1.2, 0.8),  # 0.5 s to go: wait for it (plus 0.3 s of slack)
+    (10.0, 9.0, 0.5, 1.2, 0.3),  # overdue by the estimate: a short grace, then acknowledge
+    (10.0, 9.0, 2.15, 1.2, 1.2),  # 1.15 s to go, a 1.2 s acknowledgement: wait at most its length
+])
+def test_acknowledgement_only_when_it_would_end_before_the_answer_is_ready(now, started, expected, ack, wait):
+    from server.call.turn_taking import acknowledgement_wait
+
+    assert acknowledgement_wait(now=now, started_at=started, expected_s=expected, ack_audio_s=ack) == pytest.approx(wait)
+
+
+def test_first_chunk_text_is_the_lead_or_the_first_sentence():
+    from voice.tts.lead import first_chunk_text, spoken_units
+
+    text = "The applicant must be eighteen or older, in good health, with no criminal record. Then apply online."
+    assert first_chunk_text(text, "en") == "The applicant must be eighteen or older,"
+    assert first_chunk_text(text, "en", lead=False) == ("The applicant must be eighteen or older, in good health, "
+                                                        "with no criminal record.")
+    assert spoken_units("The applicant must be eighteen or older,", "en") == 7
+    assert spoken_units("工作许可2017年", "zh") == 9  # numbers as read aloud: 二零一七年

@@ -42,11 +42,12 @@ from server.call.messages import (
     StartCall,
 )
 from server.call.limits import AudioPacer, TokenBucket
-from server.call.turn_taking import NoInputPolicy, split_by_language
+from server.call.turn_taking import NoInputPolicy, acknowledgement_wait, split_by_language
 from server.call.pools import Overloaded
 from server.store.recorder import CallRecorder
 from server.call.transports.connection import Connection, Disconnected
 from voice.streaming import FinalRequest, PartialRequest
+from voice.tts.lead import spoken_units
 from voice.types import FRAME_SAMPLES, SAMPLE_RATE, SpeechStarted, Transcript
 
 if TYPE_CHECKING:  # imported for types only: the models and the router load when the app starts, not on import
@@ -92,6 +93,7 @@ class Speak:
     # Synthesis started when the answer was decided, not when the speaker reaches it: (chunk iterator, first chunk).
     prefetch: "asyncio.Task[Any] | None" = None
     ack_by: float | None = None  # monotonic time by which, if no answer audio is ready, "one moment" is said
+    prefetch_started: float = 0.0  # when the prefetch began (the acknowledgement's estimate counts from it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -565,7 +567,10 @@ class CallSession:
                          decision=(decision, routing_s), speech_end_wall=utt.speech_end_wall if i == 0 else None)
             if i == 0:
                 # The first sound of the answer is synthesized now, while earlier speech may still be playing.
-                item.prefetch = asyncio.create_task(self._first_chunk(item.text, item.language))
+                is_cached = getattr(self.ctx.components.synthesizer, "is_cached", lambda *a: False)
+                item.prefetch_started = self.clock()
+                item.prefetch = asyncio.create_task(self._first_chunk(
+                    item.text, item.language, learn=not is_cached(item.text, item.language)))
                 self._prefetches.add(item.prefetch)
                 item.prefetch.add_done_callback(self._prefetches.discard)
                 item.ack_by = self._acknowledge_by(item, utt.speech_end_wall)
@@ -590,11 +595,24 @@ class CallSession:
             return None  # an acknowledgement that must itself be synthesized would only queue behind the answer
         return speech_end_wall + after
 
-    async def _first_chunk(self, text: str, language: str) -> tuple[Any, Any]:
+    async def _first_chunk(self, text: str, language: str, *, learn: bool = False) -> tuple[Any, Any]:
         synth = self.ctx.components.synthesizer
         pool = self.ctx.pools.synthesis
+        t0 = self.clock()
         chunks = await pool.run(lambda: iter(synth.synthesize(text, language)))
-        return chunks, await pool.run(next, chunks, None)
+        first = await pool.run(next, chunks, None)
+        if learn and first is not None and isinstance(getattr(first, "text", None), str):
+            # Synthesized, not read from the cache: how long a chunk of this size takes here, waiting included.
+            self.ctx.components.pace.observe(language, spoken_units(first.text, language), self.clock() - t0)
+        return chunks, first
+
+    def _ack_audio_s(self, language: str) -> float:
+        """Length of the cached acknowledgement (read once per process and language)."""
+        comps = self.ctx.components
+        if language not in comps.ack_audio_s:
+            chunks = comps.synthesizer.synthesize(comps.prompts.text("one_moment", language), language)
+            comps.ack_audio_s[language] = sum(len(c.pcm16) / 2 / getattr(c, "sample_rate", SAMPLE_RATE) for c in chunks)
+        return comps.ack_audio_s[language]
 
     def _is_playing(self, now: float) -> bool:
         return self._playing is not None or now < self._playback_end
@@ -624,6 +642,15 @@ class CallSession:
             wait = item.ack_by - self.clock()
             if wait > 0:
                 await asyncio.wait({item.prefetch}, timeout=wait)
+            if not item.prefetch.done():
+                # Due, but the answer may be about to start: then the acknowledgement would only delay it.
+                comps = self.ctx.components
+                units = spoken_units(comps.first_chunk_text(item.text, item.language), item.language)
+                extra = acknowledgement_wait(now=self.clock(), started_at=item.prefetch_started,
+                                             expected_s=comps.pace.expected_s(item.language, units),
+                                             ack_audio_s=self._ack_audio_s(item.language))
+                if extra > 0:
+                    await asyncio.wait({item.prefetch}, timeout=extra)
             if not item.prefetch.done():
                 # Still synthesizing: the caller hears a cached acknowledgement first, never silence.
                 await self._play(Speak(text=self.ctx.components.prompts.text("one_moment", item.language),

@@ -75,3 +75,39 @@ def split_by_language(text: str, default: Literal["en", "zh"]) -> list[Segment]:
         else:
             segments.append(Segment(sentence, lang))
     return segments or [Segment(text.strip(), default)]
+
+
+class SynthesisPace:
+    """Seconds of synthesis per spoken unit (an English word, a Mandarin syllable), per language: a weighted running
+    mean over the first chunks this process synthesized (cached audio is not synthesis). Shared by all calls; it
+    follows the CPU the service runs on and the load it carries."""
+
+    def __init__(self, *, weight: float = 0.3) -> None:
+        self.weight = weight
+        self._rate: dict[str, float] = {}
+
+    def observe(self, language: str, units: int, synthesis_s: float) -> None:
+        if units <= 0 or synthesis_s <= 0:
+            return
+        rate = synthesis_s / units
+        old = self._rate.get(language)
+        self._rate[language] = rate if old is None else old + self.weight * (rate - old)
+
+    def expected_s(self, language: str, units: int) -> float | None:
+        """Expected synthesis time of `units`; None until this language has been observed."""
+        rate = self._rate.get(language)
+        return None if rate is None else rate * units
+
+
+def acknowledgement_wait(*, now: float, started_at: float, expected_s: float | None, ack_audio_s: float) -> float:
+    """Seconds to go on waiting for the answer's first chunk, at the time an acknowledgement ("One moment.") is due
+    and the chunk is still synthesizing; 0 = say the acknowledgement now. The answer waits behind an acknowledgement
+    until it has been said, so one that ends after the answer is ready only delays it: when the chunk is expected
+    before the acknowledgement would end, wait for it instead (a little longer than expected, in case the estimate
+    is short; the acknowledgement still comes if it is not ready by then). No estimate yet: acknowledge. Pure."""
+    if expected_s is None:
+        return 0.0
+    remaining = started_at + expected_s - now
+    if remaining >= ack_audio_s:
+        return 0.0
+    return min(ack_audio_s, max(0.0, remaining) + 0.3)

@@ -8,6 +8,7 @@ with the same shape (tests/fakes.py).
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import threading
 import time
@@ -17,6 +18,7 @@ from typing import Any, Callable, Iterator
 
 from server.metrics import Metrics
 from server.call.pools import BoundedPool
+from server.call.turn_taking import SynthesisPace
 
 log = logging.getLogger("hotline.wiring")
 
@@ -48,6 +50,11 @@ class Components:
     timings: dict[str, float] = field(default_factory=dict)  # load / warm-up seconds, reported by /readyz
     # Synthesizes the answers of these knowledge entries into the speech cache (blocking; after a publish).
     cache_answers: Callable[[Any], None] | None = None
+    # What the synthesizer speaks first for a text (its lead or first sentence), and how fast it synthesizes: the
+    # call decides from these whether an acknowledgement would only delay the answer (turn_taking.SynthesisPace).
+    first_chunk_text: Callable[[str, str], str] = lambda text, language: text
+    pace: SynthesisPace = field(default_factory=SynthesisPace)
+    ack_audio_s: dict[str, float] = field(default_factory=dict)  # length of the cached acknowledgement, by language
 
     def new_call(self, *, language_hint: str | None) -> CallPipeline:
         return CallPipeline(transcriber=self.make_transcriber(language_hint), dialog=self.router.new_dialog())
@@ -110,6 +117,7 @@ def load_components(settings: Any) -> Components:
     from voice.language import CallLanguage
     from voice.streaming import StreamingTranscriber
     from voice.tts import build_synthesizer
+    from voice.tts.lead import first_chunk_text
     from voice.vad import build_vad
 
     timings: dict[str, float] = {}
@@ -197,6 +205,7 @@ def load_components(settings: Any) -> Components:
         background_warmups=[warm_answers] if settings.warm_answers else [],
         timings=timings,
         cache_answers=cache_answers,
+        first_chunk_text=functools.partial(first_chunk_text, lead=voice.tts_lead_chunk),
     )
     return comps
 
