@@ -39,8 +39,8 @@ def two_processes(pg_url: str, tmp_path):
     return prefix, make_settings(tmp_path / "a", **common), make_settings(tmp_path / "b", **common)
 
 
-async def test_supervisor_on_b_watches_and_listens_to_a_call_on_a(pg_url, tmp_path):
-    prefix, a_settings, b_settings = two_processes(pg_url, tmp_path)
+async def test_supervisor_on_b_watches_and_listens_to_a_call_on_a(fresh_pg_url, tmp_path):
+    prefix, a_settings, b_settings = two_processes(fresh_pg_url, tmp_path)
     add_users(a_settings, [("sam", "supervisor", "")])
     script = [("how do I get a work permit", "en"), ("thanks", "en")]
     app_a = build_app(a_settings, components=fake_components(script=script))
@@ -102,13 +102,13 @@ async def test_supervisor_on_b_watches_and_listens_to_a_call_on_a(pg_url, tmp_pa
         delete_prefix(REDIS_URL, prefix)
 
 
-async def test_agent_on_b_takes_a_caller_on_a(pg_url, tmp_path):
+async def test_agent_on_b_takes_a_caller_on_a(fresh_pg_url, tmp_path):
     """The shared queue (Redis) offers A's Mandarin caller to the Mandarin agent whose console is on B; B accepts;
     the caller's audio reaches the agent, the agent's microphone and typed reply reach the caller, and the
     transcript goes on for the agent on B and for a supervisor on A."""
     from fakes import silence, tone
 
-    prefix, a_settings, b_settings = two_processes(pg_url, tmp_path)
+    prefix, a_settings, b_settings = two_processes(fresh_pg_url, tmp_path)
     add_users(a_settings, [("mei", "agent", "zh"), ("sam", "supervisor", "")])
     app_a = build_app(a_settings, components=fake_components(script=[("我要转人工", "zh"), ("谢谢", "zh")]))
     app_b = build_app(b_settings, components=fake_components())

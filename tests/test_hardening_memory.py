@@ -94,7 +94,7 @@ def test_the_memory_probe_answers_sigusr1_and_tells_what_grew(tmp_path):
     try:
         install(path)
         os.kill(os.getpid(), signal.SIGUSR1)
-        held = [ValueError(str(i)) for i in range(500)]  # something that grows between the samples
+        held = [ValueError(str(i)) for i in range(5000)]  # something that grows between the samples
         os.kill(os.getpid(), signal.SIGUSR1)
     finally:
         signal.signal(signal.SIGUSR1, previous)
@@ -102,9 +102,11 @@ def test_the_memory_probe_answers_sigusr1_and_tells_what_grew(tmp_path):
     assert [s["n"] for s in samples] == [1, 2]
     assert samples[0]["rss_mb"] > 0 and samples[0]["threads"] >= 1 and "in_use_mb" in samples[0]["malloc"]
     grew = growth(samples)
-    # The 500 held here, give or take an exception that another thread of the test process made meanwhile.
-    assert 500 <= grew["types"].get("ValueError", 0) <= 505 and grew["objects"] >= 500
-    assert len(held) == 500
+    # The 5000 held here, give or take an exception that another thread of the test process made meanwhile. The
+    # object total is net: what the rest of the process freed between the samples comes off it (a CI run saw
+    # tuples fall by 223 against 500 held), so it is held to most of the 5000, not all.
+    assert 5000 <= grew["types"].get("ValueError", 0) <= 5005 and grew["objects"] >= 4000
+    assert len(held) == 5000
 
 
 def test_the_soak_report_tells_a_leak_from_growth_that_levels_off():
