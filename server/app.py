@@ -35,6 +35,7 @@ from server.call.transports.twilio import TwilioSerializer, signature_valid
 from server.call.limits import Admission
 from server.call.refusal import Apology, refuse
 from server.call.wiring import Components, build_pools, load_components, warm_resampler
+from server.tasks import cancel_and_wait
 
 log = logging.getLogger("hotline.app")
 
@@ -104,8 +105,7 @@ def create_app(
                 log.exception("the agent queue did not shut down cleanly")
             if getattr(state, "context", None) is not None:
                 state.context.components.stopping.set()  # background cache filling ends with the service
-            state.loader.cancel()
-            await asyncio.gather(state.loader, return_exceptions=True)
+            await cancel_and_wait(state.loader)
             await state.knowledge.stop()
             context: CallContext | None = state.context
             if context is not None:

@@ -9,6 +9,8 @@ import asyncio
 import logging
 from typing import Any
 
+from server.tasks import cancel_and_wait
+
 log = logging.getLogger("hotline.health")
 
 
@@ -57,8 +59,7 @@ class Health:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await cancel_and_wait(self._task)
 
     async def _run(self) -> None:
         while True:

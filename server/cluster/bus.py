@@ -17,6 +17,8 @@ import json
 import logging
 from typing import Any, Callable
 
+from server.tasks import cancel_and_wait
+
 log = logging.getLogger("hotline.cluster.bus")
 
 Handler = Callable[[bytes], None]
@@ -61,9 +63,7 @@ class Bus:
                        asyncio.create_task(self._write(), name="bus-write")]
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(*self._tasks)
         try:
             await self.pubsub.aclose()
         except Exception:  # noqa: BLE001 - Redis gone: nothing to close

@@ -22,6 +22,7 @@ from typing import Any, Callable
 from server.call.messages import AudioEnd, AudioOut, AudioStart
 from server.cluster.bus import Bus, decode_audio_to_caller, encode_audio_to_caller, encode_command, encode_event
 from server.people.live import CHANNEL_CALLER, LiveCall, LiveRegistry, TranscriptEntry
+from server.tasks import cancel_and_wait
 
 log = logging.getLogger("hotline.cluster.live")
 
@@ -191,10 +192,7 @@ class ClusterLive:
         self._task = asyncio.create_task(self._loop(), name="cluster-live")
 
     async def stop(self) -> None:
-        for task in (self._task, self.retrying):
-            if task is not None:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+        await cancel_and_wait(self._task, self.retrying)
         try:
             await self.redis.delete(self._key(self.process_id))
         except Exception:  # noqa: BLE001

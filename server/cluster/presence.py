@@ -28,6 +28,7 @@ import time
 from typing import Any, Awaitable, Callable
 
 from server.store.db import Store
+from server.tasks import cancel_and_wait
 
 log = logging.getLogger("hotline.cluster")
 
@@ -83,9 +84,7 @@ class Presence:
     async def stop(self) -> None:
         """A clean exit says so at once: the survivors need not wait for the expiry (nothing to sweep: this
         process closed its own calls)."""
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(*self._tasks)
         self._stopping.set()
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join, 5)

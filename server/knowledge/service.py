@@ -25,6 +25,7 @@ from prometheus_client import Gauge
 
 from routing.knowledge import KnowledgeBase, KnowledgeEntry, entry_document, load_knowledge
 from server.knowledge.store import KnowledgeStore
+from server.tasks import cancel_and_wait
 
 log = logging.getLogger("hotline.knowledge")
 CHANNEL = "hotline:knowledge"
@@ -97,9 +98,7 @@ class KnowledgeService:
 
     async def stop(self) -> None:
         tasks = [t for t in (self._poller, self._listener) if t is not None]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(*tasks)
 
     async def announce(self) -> None:
         """Tell the other processes (through Redis, when configured) that a new version is published."""

@@ -39,6 +39,7 @@ from routing.queue import AcdError
 from server.people.auth import PERMISSIONS, Principal, websocket_principal, websocket_token
 from server.people.masking import mask_text
 from server.people.live import Subscriber
+from server.tasks import cancel_and_wait
 
 log = logging.getLogger("hotline.people.ws")
 router = APIRouter()
@@ -168,8 +169,7 @@ async def _messages(
                 continue
             yield msg
     finally:
-        guard.cancel()
-        await asyncio.gather(guard, return_exceptions=True)
+        await cancel_and_wait(guard)
 
 
 async def _last_words(websocket: WebSocket, writer: asyncio.Task[None], sub: Subscriber, code: str) -> None:
@@ -235,8 +235,7 @@ async def agent_console(websocket: WebSocket) -> None:
                 runtime.disconnect_agent(principal.name)
                 if presence is not None:
                     await presence.agent_disconnected(principal.name)
-        writer.cancel()
-        await asyncio.gather(writer, return_exceptions=True)
+        await cancel_and_wait(writer)
         if websocket.application_state != WebSocketState.DISCONNECTED:
             try:
                 await websocket.close()
@@ -422,6 +421,4 @@ async def supervisor_console(websocket: WebSocket) -> None:
             watching.watchers.discard(sub)
         if listening is not None:
             listening.listeners.discard(sub)
-        for task in (ticker, writer):
-            task.cancel()
-        await asyncio.gather(ticker, writer, return_exceptions=True)
+        await cancel_and_wait(ticker, writer)

@@ -67,6 +67,7 @@ from server.people.masking import mask_text
 from server.call.messages import AudioEnd, AudioOut, AudioStart, DtmfIn
 from server.people.live import LiveCall, LiveRegistry, Subscriber, TranscriptEntry
 from server.people.queue_service import QueueTicket
+from server.tasks import cancel_and_wait
 
 log = logging.getLogger("hotline.queue")
 
@@ -200,9 +201,7 @@ class QueueRuntime:
             self._apply(self.queue_store.decide("close", now=self.queue_clock()))
         await self.drain()
         tasks = [t for t in (self._ticker, self._broadcaster, self._writer, self._follower, *self._tasks) if t]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(*tasks)
         self._ticker = self._follower = None
 
     async def drain(self, timeout: float = 5.0) -> None:

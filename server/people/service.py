@@ -27,6 +27,7 @@ from server.people.retention import retention_loop
 from server.people.throttle import LoginThrottle
 from server.settings import PeopleSettings
 from server.store.recordings import DatabaseRecordings, FolderRecordings, RecordingStore
+from server.tasks import cancel_and_wait
 
 log = logging.getLogger("hotline.people")
 
@@ -119,8 +120,7 @@ class PeopleService:
 
     async def shutdown(self) -> None:
         if self._retention is not None:
-            self._retention.cancel()
-            await asyncio.gather(self._retention, return_exceptions=True)
+            await cancel_and_wait(self._retention)
         try:
             await self.queue.stop()
         finally:
