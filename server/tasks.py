@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 
 
-async def cancel_and_wait(*tasks: asyncio.Task | None) -> None:
-    """Cancel `tasks` and wait until they have ended; their results and errors are dropped.
+async def cancel_and_wait(*tasks: asyncio.Task | None, timeout: float | None = None) -> set[asyncio.Task]:
+    """Cancel `tasks` and wait until they have ended, at most `timeout` seconds; returns those still running.
+
+    Their results and errors are dropped, and the errors marked as retrieved (asyncio would otherwise report each one
+    as "never retrieved" when the task is collected): a task that must report its failure logs it itself.
 
     Not `asyncio.gather(..., return_exceptions=True)`: when the waiting task is itself cancelled while the helpers
     are ending, gather raises a helper's CancelledError in its place, without the cancel's message. An anyio cancel
@@ -17,5 +20,10 @@ async def cancel_and_wait(*tasks: asyncio.Task | None) -> None:
     live = [t for t in tasks if t is not None]
     for task in live:
         task.cancel()
-    if live:
-        await asyncio.wait(live)
+    if not live:
+        return set()
+    done, stuck = await asyncio.wait(live, timeout=timeout)
+    for task in done:
+        if not task.cancelled():
+            task.exception()
+    return stuck

@@ -1,29 +1,28 @@
 """server.tasks.cancel_and_wait: a stopper cancelled while its helpers end raises its own cancellation."""
 
 import asyncio
+import gc
 
 from server.tasks import cancel_and_wait
 
 
-async def _stopper(started: asyncio.Event) -> None:
-    helper = asyncio.create_task(asyncio.sleep(60))
-    await asyncio.sleep(0)
-    started.set()
-    await asyncio.sleep(0.01)
-    await cancel_and_wait(helper)
-
-
 def test_the_stoppers_own_cancel_message_survives():
-    # The stopper is cancelled in the same turn of the loop as it cancels its helper: asyncio.gather would raise
-    # the helper's CancelledError here (no message), which an anyio cancel scope does not take as its own.
+    # The stopper is cancelled after it has cancelled its helper and before the helper has ended (`entered` wakes
+    # main ahead of the helper). asyncio.gather raises the helper's CancelledError here (no message), which an anyio
+    # cancel scope does not take as its own.
+    async def stopper(entered: asyncio.Event) -> None:
+        helper = asyncio.create_task(asyncio.sleep(60))
+        await asyncio.sleep(0)
+        entered.set()
+        await cancel_and_wait(helper)
+
     async def main() -> tuple:
-        started = asyncio.Event()
-        stopper = asyncio.create_task(_stopper(started))
-        await started.wait()
-        await asyncio.sleep(0.01)
-        stopper.cancel("scope")
+        entered = asyncio.Event()
+        task = asyncio.create_task(stopper(entered))
+        await entered.wait()
+        task.cancel("scope")
         try:
-            await stopper
+            await task
         except asyncio.CancelledError as exc:
             return exc.args
         return ("returned",)
@@ -31,19 +30,43 @@ def test_the_stoppers_own_cancel_message_survives():
     assert asyncio.run(main()) == ("scope",)
 
 
-def test_helpers_end_and_their_errors_are_dropped():
+def test_helpers_end_and_their_errors_are_retrieved():
     async def fails() -> None:
         try:
             await asyncio.sleep(60)
         finally:
             raise RuntimeError("on the way out")
 
-    async def main() -> list[bool]:
+    async def main() -> tuple[list[bool], set, list[str]]:
+        reported: list[str] = []
+        asyncio.get_running_loop().set_exception_handler(lambda _loop, ctx: reported.append(ctx["message"]))
         a = asyncio.create_task(asyncio.sleep(60))
         b = asyncio.create_task(fails())
         await asyncio.sleep(0)
-        await cancel_and_wait(a, None, b)
-        await cancel_and_wait()
-        return [a.done(), b.done(), a.cancelled()]
+        stuck = await cancel_and_wait(a, None, b)
+        ended = [a.done(), b.done(), a.cancelled()]
+        del a, b
+        gc.collect()  # an unretrieved error is reported when its task is collected
+        return ended, stuck | await cancel_and_wait(), reported
 
-    assert asyncio.run(main()) == [True, True, True]
+    assert asyncio.run(main()) == ([True, True, True], set(), [])
+
+
+def test_a_helper_that_does_not_stop_is_returned_after_the_timeout():
+    async def stubborn(release: asyncio.Event) -> None:
+        while not release.is_set():
+            try:
+                await release.wait()
+            except asyncio.CancelledError:
+                continue  # ignores cancellation until released
+
+    async def main() -> tuple[bool, bool]:
+        release = asyncio.Event()
+        task = asyncio.create_task(stubborn(release))
+        await asyncio.sleep(0)
+        stuck = await cancel_and_wait(task, timeout=0.05)
+        release.set()
+        await task
+        return task in stuck, task.done()
+
+    assert asyncio.run(main()) == (True, True)

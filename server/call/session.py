@@ -46,6 +46,7 @@ from server.call.turn_taking import NoInputPolicy, acknowledgement_wait, split_b
 from server.call.pools import Overloaded
 from server.store.recorder import CallRecorder
 from server.call.transports.connection import Connection, Disconnected
+from server.tasks import cancel_and_wait
 from voice.streaming import FinalRequest, PartialRequest
 from voice.tts.lead import spoken_units
 from voice.types import FRAME_SAMPLES, SAMPLE_RATE, SpeechStarted, Transcript
@@ -299,18 +300,12 @@ class CallSession:
         current = asyncio.current_task()
         tasks = [t for t in [*self._tasks, self._partial_task, self._spec_task, self._play_task, *self._prefetches]
                  if t is not None and t is not current]
-        for task in tasks:
-            if not task.done():
-                task.cancel()
-        if tasks:
-            # Bounded: a stage that does not stop must not keep the call from getting its final state.
-            done, stuck = await asyncio.wait(tasks, timeout=CLEANUP_WAIT_S)
-            for task in done:
-                if not task.cancelled():
-                    task.exception()  # retrieved: the stage guard has already logged it
-            if stuck:
-                log.error("stages did not stop", extra={"stages": sorted(t.get_name().split("-")[0] for t in stuck)})
-                self.metrics.errors.labels(kind="stuck_stage").inc()
+        # Bounded: a stage that does not stop must not keep the call from getting its final state. (Errors are
+        # dropped: the stage guard has already logged them.)
+        stuck = await cancel_and_wait(*tasks, timeout=CLEANUP_WAIT_S)
+        if stuck:
+            log.error("stages did not stop", extra={"stages": sorted(t.get_name().split("-")[0] for t in stuck)})
+            self.metrics.errors.labels(kind="stuck_stage").inc()
         if self._queued:
             self.ctx.queue.leave(self.call_id, reason=end.reason, now=self.clock())
         self.recorder.end(state=end.state, reason=end.reason)

@@ -14,6 +14,7 @@ from starlette.websockets import WebSocket, WebSocketState
 
 from server.call.messages import Inbound, Outbound
 from server.call.transports import Serializer
+from server.tasks import cancel_and_wait
 
 log = logging.getLogger("hotline.transport")
 
@@ -122,9 +123,8 @@ class Connection:
         if self._writer is not None:
             if not self.broken:
                 await self.flush(timeout)
-            self._writer.cancel()
             # Bounded: a writer stuck in a send must not keep the call from ending.
-            await asyncio.wait({self._writer}, timeout=timeout)
+            await cancel_and_wait(self._writer, timeout=timeout)
             if self._writer.done():
                 # The cancelled writer's traceback holds its frame, and so this connection: let go, the connection
                 # is freed as soon as its call lets go of it, not at the garbage collector's next full pass.
