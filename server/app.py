@@ -35,7 +35,7 @@ from server.call.transports.twilio import TwilioSerializer, signature_valid
 from server.call.limits import Admission
 from server.call.refusal import Apology, refuse
 from server.call.wiring import Components, build_pools, load_components, warm_resampler
-from server.tasks import cancel_and_wait
+from server.tasks import bounded, cancel_and_wait
 
 log = logging.getLogger("hotline.app")
 
@@ -100,13 +100,15 @@ def create_app(
         finally:
             state.ready = False
             try:  # first: the queue gives the calls it holds their final states while the store is open
-                await state.people.shutdown()
+                await bounded(state.people.shutdown(), "agent queue")
             except Exception:
                 log.exception("the agent queue did not shut down cleanly")
             if getattr(state, "context", None) is not None:
                 state.context.components.stopping.set()  # background cache filling ends with the service
-            await cancel_and_wait(state.loader)
-            await state.knowledge.stop()
+            # Every step bounded (server/tasks.py `bounded`): one stuck service must not keep the process alive.
+            if await cancel_and_wait(state.loader, timeout=10.0):
+                log.error("a shutdown step did not finish in time", extra={"step": "model loader"})
+            await bounded(state.knowledge.stop(), "knowledge service")
             context: CallContext | None = state.context
             if context is not None:
                 # Calls still connected end as dropped/server_shutdown, recorded before the store closes.
@@ -117,14 +119,14 @@ def create_app(
                 while context.sessions and time.monotonic() < deadline:
                     await asyncio.sleep(0.05)
             pools.shutdown()
-            await health.stop()
+            await bounded(health.stop(), "health probes")
             if cluster_live is not None:
-                await cluster_live.stop()
-                await cluster_live.redis.aclose()
+                await bounded(cluster_live.stop(), "cluster live view")
+                await bounded(cluster_live.redis.aclose(), "cluster live view's Redis client")
             if presence is not None:
-                await presence.stop()
-                await presence.redis.aclose()
-            await store.close()
+                await bounded(presence.stop(), "cluster presence")
+                await bounded(presence.redis.aclose(), "cluster presence's Redis client")
+            await bounded(store.close(), "store")
 
     async def _load(app: FastAPI, store: Store, pools: Any) -> None:
         t0 = time.perf_counter()

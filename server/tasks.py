@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Awaitable
+
+log = logging.getLogger("hotline.tasks")
 
 
 async def cancel_and_wait(*tasks: asyncio.Task | None, timeout: float | None = None) -> set[asyncio.Task]:
@@ -27,3 +31,18 @@ async def cancel_and_wait(*tasks: asyncio.Task | None, timeout: float | None = N
         if not task.cancelled():
             task.exception()
     return stuck
+
+
+async def bounded(step: Awaitable[object], what: str, timeout: float = 10.0) -> bool:
+    """Await one step of a service's shutdown for at most `timeout` seconds; False (logged) when it did not finish.
+
+    A shutdown that hangs on one stuck client (a Redis reply that never comes, a pool that never drains) keeps the
+    process from exiting and its successor from taking the port; later steps, the store's close among them, never
+    run. Each step gets its own bound, so the others still run."""
+    try:
+        async with asyncio.timeout(timeout):
+            await step
+        return True
+    except TimeoutError:
+        log.error("a shutdown step did not finish in time", extra={"step": what, "timeout_s": timeout})
+        return False

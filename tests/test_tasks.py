@@ -1,9 +1,12 @@
-"""server.tasks.cancel_and_wait: a stopper cancelled while its helpers end raises its own cancellation."""
+"""server.tasks: cancel_and_wait (a stopper cancelled while its helpers end raises its own cancellation) and
+bounded (a shutdown step that hangs is abandoned, logged, after its timeout)."""
 
 import asyncio
 import gc
 
-from server.tasks import cancel_and_wait
+import logging
+
+from server.tasks import bounded, cancel_and_wait
 
 
 def test_the_stoppers_own_cancel_message_survives():
@@ -70,3 +73,22 @@ def test_a_helper_that_does_not_stop_is_returned_after_the_timeout():
         return task in stuck, task.done()
 
     assert asyncio.run(main()) == (True, True)
+
+
+def test_a_shutdown_step_that_hangs_is_abandoned_after_its_bound_and_logged(caplog):
+    finished = []
+
+    async def hangs() -> None:
+        await asyncio.Event().wait()  # a reply that never comes
+
+    async def quick() -> None:
+        await asyncio.sleep(0)
+        finished.append("quick")
+
+    async def main() -> tuple[bool, bool]:
+        return await bounded(hangs(), "stuck client", timeout=0.05), await bounded(quick(), "quick step", timeout=1.0)
+
+    with caplog.at_level(logging.ERROR, logger="hotline.tasks"):
+        assert asyncio.run(main()) == (False, True)
+    assert finished == ["quick"]  # the step after the stuck one still ran
+    assert [r.step for r in caplog.records] == ["stuck client"]
