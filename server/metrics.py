@@ -29,6 +29,9 @@ class Metrics:
         self.queue_depth = Gauge("hotline_pool_queue_depth", "Jobs waiting or running in a worker pool", ["pool"], registry=r)
         self.errors = Counter("hotline_errors", "Errors by kind", ["kind"], registry=r)
         self.barge_ins = Counter("hotline_barge_ins", "Answers interrupted by the caller", registry=r)
+        self.preemptive_syntheses = Counter(
+            "hotline_preemptive_syntheses", "Answers' first chunks synthesized before the final transcript, by outcome "
+            "(started, used, dropped)", ["outcome"], registry=r)
         self.agent_queue = Gauge("hotline_agent_queue_waiting", "Calls waiting for an agent", ["language"], registry=r)
 
     def render(self) -> bytes:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import os
 import socket
 import time
@@ -496,6 +497,105 @@ async def test_a_slow_uncached_answer_is_preceded_by_one_moment_reported_apart(t
     _, turns, _ = await stored(settings, started["call_id"])
     kinds = [t.kind for t in turns if t.speaker == "bot"]
     assert "acknowledgement" in kinds and "answer" in kinds
+
+
+class SlowSynthesizer(FakeSynthesizer):
+    """Every synthesis takes `delay` seconds: an uncached answer on a slow machine."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__()
+        self.delay = delay
+
+    def synthesize(self, text: str, language: str):
+        time.sleep(self.delay)
+        yield from super().synthesize(text, language)
+
+
+async def test_an_answer_decided_from_the_partial_transcript_is_synthesized_before_the_final(tmp_path):
+    """Preemptive synthesis: the partial "permit renewal" is already answered by the work-permit entry, so that
+    answer's first chunk is synthesized while the caller is still speaking; the final transcript gets the same
+    answer and the caller hears it without waiting for a second synthesis."""
+    synth = SlowSynthesizer(delay=1.0)
+    settings = make_settings(tmp_path, acknowledge_after_s=None)
+    comps = fake_components(script=[("permit renewal please", "en")], synthesizer=synth)
+    with running_server(settings, components=comps) as (url, app):
+        caller = await NativeCaller.connect(f"{url}/ws/call")
+        await caller.send_json({"event": "call.start", "language": "en"})
+        await caller.wait_event("call.started")
+        await greeted(caller)
+        await caller.stream(tone(1.6) + silence(0.6), realtime=True)
+        answer = await caller.wait_event("answer", timeout=10)
+        assert answer["route"] == "answer" and answer["timings"]["preempted"] == 1.0
+        said = await caller.wait_event("audio.start", count=3, timeout=10)
+        end = await caller.wait_event("audio.end", turn=said["turn"], timeout=10)
+        assert said["text"] == answer["text"]
+        # Started during the speech, a second before its end: less than the 1 s synthesis is left to wait for.
+        assert end["timings"]["response_ms"] < 1000
+        assert [t for t, _ in synth.calls].count(answer["text"]) == 1  # synthesized once, not again for the final
+        await caller.close()
+        await wait_idle(app)
+    metrics = app.state.context.metrics.preemptive_syntheses
+    assert metrics.labels(outcome="used")._value.get() == 1
+
+
+async def test_a_preemptive_synthesis_for_another_answer_is_dropped(tmp_path):
+    """The partial ("permit renewal") and the final ("talk to a person") are answered differently: the caller
+    hears the final's answer, never the preempted one, and the preempted work is counted as dropped."""
+    synth = SlowSynthesizer(delay=0.3)
+    settings = make_settings(tmp_path, acknowledge_after_s=None)
+    comps = fake_components(script=[("permit renewal", "en")], synthesizer=synth)
+    comps.make_transcriber = _scripted_final(comps.make_transcriber, "how much does a visa cost")
+    with running_server(settings, components=comps) as (url, app):
+        caller = await NativeCaller.connect(f"{url}/ws/call")
+        await caller.send_json({"event": "call.start", "language": "en"})
+        await caller.wait_event("call.started")
+        await greeted(caller)
+        await caller.stream(tone(1.0) + silence(0.6), realtime=True)
+        answer = await caller.wait_event("answer", timeout=10)
+        assert answer["text"] == "We answer questions about work permits." and answer["timings"]["preempted"] == 0.0
+        said = await caller.wait_event("audio.start", count=3, timeout=10)
+        assert said["text"] == answer["text"]
+        await caller.wait_event("audio.end", turn=said["turn"], timeout=10)
+        assert "Apply online with your employer." in [t for t, _ in synth.calls]  # preempted, then dropped
+        assert "Apply online with your employer." not in [e["text"] for e in caller.named("audio.start")]
+        await caller.close()
+        await wait_idle(app)
+    metrics = app.state.context.metrics.preemptive_syntheses
+    assert metrics.labels(outcome="dropped")._value.get() >= 1
+    assert metrics.labels(outcome="used")._value.get() == 0
+
+
+async def test_no_preemptive_synthesis_when_it_is_turned_off(tmp_path):
+    synth = SlowSynthesizer(delay=0.3)
+    settings = make_settings(tmp_path, acknowledge_after_s=None, preemptive_synthesis=False)
+    comps = fake_components(script=[("permit renewal please", "en")], synthesizer=synth)
+    with running_server(settings, components=comps) as (url, app):
+        caller = await NativeCaller.connect(f"{url}/ws/call")
+        await caller.send_json({"event": "call.start", "language": "en"})
+        await caller.wait_event("call.started")
+        await greeted(caller)
+        await caller.stream(tone(1.6) + silence(0.6), realtime=True)
+        answer = await caller.wait_event("answer", timeout=10)
+        assert answer["timings"]["preempted"] == 0.0
+        said = await caller.wait_event("audio.start", count=3, timeout=10)
+        end = await caller.wait_event("audio.end", turn=said["turn"], timeout=10)
+        assert end["timings"]["response_ms"] >= 300  # the whole synthesis after the final
+        await caller.close()
+        await wait_idle(app)
+
+
+def _scripted_final(make, final_text: str):
+    """Transcribers whose partials say what the script says first, and whose final says `final_text`."""
+    def build(hint):
+        transcriber = make(hint)
+        plain_final = transcriber.final
+
+        def final(req):
+            t = plain_final(req)
+            return None if t is None else dataclasses.replace(t, text=final_text)
+        transcriber.final = final
+        return transcriber
+    return build
 
 
 async def test_no_acknowledgement_when_the_answer_is_expected_before_it_would_end(tmp_path):

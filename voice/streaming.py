@@ -210,6 +210,11 @@ def _join(tokens: list[str]) -> str:
     return out
 
 
+def join_text(*parts: str) -> str:
+    """Pieces of one hypothesis (a partial's stable and unstable text) as one text, spaced as `_join` spaces."""
+    return _join([tok for part in parts for tok in _tokens(part)])
+
+
 @dataclass
 class HypothesisBuffer:
     """Commits the longest common prefix of the last two hypotheses; never retracts what it committed."""

@@ -15,6 +15,7 @@ returns.
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import time
 import uuid
@@ -47,7 +48,7 @@ from server.call.pools import Overloaded
 from server.store.recorder import CallRecorder
 from server.call.transports.connection import Connection, Disconnected
 from server.tasks import cancel_and_wait
-from voice.streaming import FinalRequest, PartialRequest
+from voice.streaming import FinalRequest, PartialRequest, join_text
 from voice.tts.lead import spoken_units
 from voice.types import FRAME_SAMPLES, SAMPLE_RATE, SpeechStarted, Transcript
 
@@ -79,6 +80,7 @@ class Utterance:
     endpoint_s: float
     recognition_s: float  # the wait for the final after the endpoint (0 when the speculative result was ready)
     speculative: bool = False  # the final is the speculative recognition's result, computed during the silence
+    number: int = 0  # the utterance's number in the call, as its partials had it (preemptive syntheses are its own)
 
 
 @dataclass(slots=True)
@@ -155,7 +157,7 @@ class CallSession:
         self._pacer = AudioPacer(burst_s=s.inbound_burst_s) if s.inbound_burst_s is not None else None
         self._control_bucket = TokenBucket(capacity=s.control_events_burst, rate=s.control_events_per_s)
         self._audio_q: asyncio.Queue[bytes] = asyncio.Queue(maxsize=s.inbound_queue_max)
-        self._finals_q: asyncio.Queue[tuple[Any, float, float]] = asyncio.Queue()
+        self._finals_q: asyncio.Queue[tuple[Any, float, float, int]] = asyncio.Queue()
         self._dialog_q: asyncio.Queue[Utterance] = asyncio.Queue()
         self._speak_q: asyncio.Queue[Speak] = asyncio.Queue()
         self._control_q: asyncio.Queue[Control] = asyncio.Queue()
@@ -175,6 +177,10 @@ class CallSession:
         self._busy = 0  # utterances being recognised or answered
         self._play_task: asyncio.Task[Any] | None = None
         self._prefetches: set[asyncio.Task[Any]] = set()  # answers' first chunks being synthesized ahead
+        # Preemptive synthesis (settings.preemptive_synthesis): (first chunk's text, language) -> (task, started,
+        # utterance number), started from a transcript of the utterance before its final.
+        self._preempted: dict[tuple[str, str], tuple[asyncio.Task[Any], float, int]] = {}
+        self._preempt_seen: tuple[int, tuple[str, str]] | None = None  # the last partial's answer (confirmation)
         self._playing: Speak | None = None
         self._playback_end = 0.0  # when the client will have played everything sent so far
         self._first_audio_at: float | None = None
@@ -328,6 +334,7 @@ class CallSession:
         self._tasks.clear()
         self._partial_task = self._spec_task = self._play_task = None
         self._prefetches.clear()
+        self._preempted.clear()
         self._playing = None
         for queue in (self._audio_q, self._finals_q, self._dialog_q, self._speak_q, self._control_q):
             while not queue.empty():
@@ -436,7 +443,7 @@ class CallSession:
                     self._busy += 1
                     # How long after the caller stopped speaking the utterance was closed (end-silence wait).
                     lag = max(0.0, transcriber.stream_s - event.end_s)
-                    self._finals_q.put_nowait((event, now - lag, lag))
+                    self._finals_q.put_nowait((event, now - lag, lag, self._utterance - 1))
 
     def _request_partial(self, request: Any) -> None:
         pool = self.ctx.pools.recognition
@@ -465,12 +472,75 @@ class CallSession:
             return
         if partial is not None and utterance == self._utterance and (partial.stable or partial.unstable):
             self._send(PartialOut(stable=partial.stable, unstable=partial.unstable))
+            if self.settings.preemptive_synthesis:
+                await self._preempt(join_text(partial.stable, partial.unstable), utterance,
+                                    final_candidate=getattr(request, "speculative_end_s", None) is not None)
+
+    async def _preempt(self, text: str, utterance: int, *, final_candidate: bool = False) -> None:
+        """Synthesize the first chunk of the answer the transcript so far would get, before the final is known.
+
+        Decided on a copy of the dialog state (the real decision, on the final transcript, changes it once).
+        Not for a number (an application look-up reads the store), nor for an answer already cached or already
+        being synthesized, nor while the synthesis pool has work (it would delay an answer that is due) or the
+        recognizer has (on 2 cores the two would slow each other: the final is what the answer waits for first).
+        A partial's answer is synthesized only when the partial before it got the same answer: an early partial
+        ("How do I apply") is often answered otherwise than the whole question, and a wrong synthesis holds the
+        synthesis worker when the right one is due. The speculative recognition (`final_candidate`) is what the
+        final will be unless the caller speaks on, so its answer needs no confirmation."""
+        comps = self.ctx.components
+        if self._queued or len(text) < 4 or any(ch.isdigit() for ch in text):
+            return
+        if getattr(comps.router, "rewriter", None) is not None:
+            return  # a language model writes each answer from the question's words: a model call per partial
+        if self.ctx.pools.synthesis.pending > 0 or self.ctx.pools.recognition.pending > 0 or len(self._preempted) >= 4:
+            return
+        try:
+            decision = await self.ctx.pools.routing.run(
+                comps.router.decide, text, language=self._prompt_language(),
+                state=copy.deepcopy(self.pipeline.dialog), now=self.clock())
+        except Overloaded:
+            return
+        if decision.route != "answer" or decision.entry_id is None or utterance != self._utterance:
+            return
+        segments = split_by_language(decision.answer, decision.language)
+        if not segments:
+            return
+        key = (segments[0].text, segments[0].language)
+        previous, self._preempt_seen = self._preempt_seen, (utterance, key)
+        if not final_candidate and previous != (utterance, key):
+            return  # not confirmed yet: the next partial may decide otherwise
+        is_cached = getattr(comps.synthesizer, "is_cached", lambda *a: False)
+        if key in self._preempted or is_cached(*key) or self.ctx.pools.synthesis.pending > 0:
+            return
+        task = asyncio.create_task(self._first_chunk(*key, learn=True))
+        task.add_done_callback(_retrieve)
+        self._prefetches.add(task)
+        task.add_done_callback(self._prefetches.discard)
+        self._preempted[key] = (task, self.clock(), utterance)
+        self.metrics.preemptive_syntheses.labels(outcome="started").inc()
+
+    def _take_preempted(self, key: tuple[str, str], utterance: int) -> tuple[asyncio.Task[Any], float] | None:
+        """The preemptive synthesis of this answer's first chunk, if one was started for this utterance; the
+        others started for it (or earlier ones) are dropped."""
+        found = None
+        for k, (task, started, number) in list(self._preempted.items()):
+            if number > utterance:
+                continue  # the caller's next utterance: not this answer's
+            del self._preempted[k]
+            if k == key and number == utterance and not task.cancelled():
+                found = (task, started)
+            else:
+                task.cancel()
+                self.metrics.preemptive_syntheses.labels(outcome="dropped").inc()
+        if found is not None:
+            self.metrics.preemptive_syntheses.labels(outcome="used").inc()
+        return found
 
     # ------------------------------------------------------------------ stage: recognizer (finals)
 
     async def _recognizer(self) -> None:
         while True:
-            request, speech_end_wall, endpoint_s = await self._finals_q.get()
+            request, speech_end_wall, endpoint_s, number = await self._finals_q.get()
             t0 = self.clock()
             reused_before = getattr(self.pipeline.transcriber, "reused_finals", 0)
             try:
@@ -487,7 +557,8 @@ class CallSession:
                 self._busy -= 1  # gated as noise: nothing was said
                 continue
             speculative = getattr(self.pipeline.transcriber, "reused_finals", 0) > reused_before
-            self._dialog_q.put_nowait(Utterance(transcript, speech_end_wall, endpoint_s, recognition_s, speculative))
+            self._dialog_q.put_nowait(Utterance(transcript, speech_end_wall, endpoint_s, recognition_s, speculative,
+                                                number))
 
     # ------------------------------------------------------------------ stage: dialog (routing)
 
@@ -547,20 +618,28 @@ class CallSession:
                    "speculative": 1.0 if utt.speculative else 0.0}
         # The caller's turn is in the store before the caller hears an answer to it (a write takes milliseconds
         # and ran while routing decided): a crash after the answer never loses the turn it answered.
+        t1 = self.clock()
         try:
             async with asyncio.timeout(STORE_WAIT_S):
                 await stored
         except TimeoutError:
             self.metrics.errors.labels(kind="store_slow").inc()
+        timings["store_ms"] = round((self.clock() - t1) * 1000, 1)
+        segments = split_by_language(decision.answer, decision.language)
+        preempted = self._take_preempted((segments[0].text, segments[0].language), utt.number) if segments else None
+        timings["preempted"] = 1.0 if preempted is not None else 0.0
         self._send(AnswerOut(route=decision.route, topic=decision.topic, text=decision.answer, language=decision.language,
                              entry_id=decision.entry_id, score=float(decision.score), timings=timings))
         self.recorder.event("decision", {"route": decision.route, "topic": decision.topic, "reason": decision.reason,
                                          "routing_s": round(routing_s, 4), "language": language})
-        segments = split_by_language(decision.answer, decision.language)
         for i, seg in enumerate(segments):
             item = Speak(text=seg.text, language=seg.language, kind="answer", seq=self.recorder.next_seq(),
                          decision=(decision, routing_s), speech_end_wall=utt.speech_end_wall if i == 0 else None)
-            if i == 0:
+            if i == 0 and preempted is not None:
+                # Synthesized (or being synthesized) since before the final: the same first chunk.
+                item.prefetch, item.prefetch_started = preempted
+                item.ack_by = self._acknowledge_by(item, utt.speech_end_wall)
+            elif i == 0:
                 # The first sound of the answer is synthesized now, while earlier speech may still be playing.
                 is_cached = getattr(self.ctx.components.synthesizer, "is_cached", lambda *a: False)
                 item.prefetch_started = self.clock()
@@ -817,6 +896,12 @@ def _being_cancelled() -> bool:
     that keeps the whole call (its session, audio, connection) until the garbage collector's next full pass."""
     task = asyncio.current_task()
     return task is not None and task.cancelling() > 0
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    """A preemptive synthesis nobody awaits: its failure (an overloaded pool) is not an error of the call."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _utcnow() -> Any:

@@ -107,7 +107,8 @@ def load_questions(*, synthesize: bool = True, out: Any = sys.stderr) -> tuple[l
 
 
 # The server's `timings` keys in pipeline order ("response_ms" is its own end-to-end figure, printed last).
-STAGE_ORDER = ("endpoint_ms", "asr_ms", "route_ms", "tts_first_chunk_ms", "synthesis_ms", "response_ms")
+FLAG_TIMINGS = frozenset({"speculative", "preempted"})  # per-turn flags among the server's timings
+STAGE_ORDER = ("endpoint_ms", "asr_ms", "route_ms", "store_ms", "tts_first_chunk_ms", "synthesis_ms", "response_ms")
 
 
 # ---------------------------------------------------------------- the server under test
@@ -261,7 +262,9 @@ def summarize(calls: int, results: Sequence[CallReport | BaseException], seen_an
         "repeated_answer_median_s": percentile(repeat, 50),
         "repeated_answer_turns": len(repeat),
         "line_stages_median_s": {k: percentile(v, 50) for k, v in line.items()},
-        "server_timings_median_ms": {k: percentile(v, 50) for k, v in server.items()},
+        # Flags (0/1 per turn) are reported as the share of turns that had them, not as a median.
+        "server_timings_median_ms": {k: (sum(v) / len(v) if k in FLAG_TIMINGS else percentile(v, 50))
+                                     for k, v in server.items() if v},
         "errors": failures + [e for r in reports for e in r.errors],
     }
 
@@ -282,7 +285,8 @@ def print_table(rows: Sequence[dict[str, Any]], out: Any) -> None:
         if stages:
             order = {k: i for i, k in enumerate(STAGE_ORDER)}
             keys = sorted(stages, key=lambda k: (order.get(k, len(order)), k))
-            where = "  ".join(f"{k.removesuffix('_ms')} {stages[k]:.0f}" for k in keys)
+            where = "  ".join(f"{k} {stages[k]:.0%}" if k in FLAG_TIMINGS else f"{k.removesuffix('_ms')} {stages[k]:.0f}"
+                              for k in keys)
             where += "   [server's timings]"
         else:
             where = "  ".join(f"{k} {v * 1000:.0f}" for k, v in row["line_stages_median_s"].items())
