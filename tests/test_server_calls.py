@@ -511,6 +511,20 @@ class SlowSynthesizer(FakeSynthesizer):
         yield from super().synthesize(text, language)
 
 
+async def _one_question(url: str, speech_s: float) -> tuple[NativeCaller, dict, dict, dict]:
+    """Greeted, then one question of `speech_s` spoken in real time: the caller, the `answer` event, and the
+    answer's `audio.start` and `audio.end`."""
+    caller = await NativeCaller.connect(f"{url}/ws/call")
+    await caller.send_json({"event": "call.start", "language": "en"})
+    await caller.wait_event("call.started")
+    await greeted(caller)
+    await caller.stream(tone(speech_s) + silence(0.6), realtime=True)
+    answer = await caller.wait_event("answer", timeout=10)
+    said = await caller.wait_event("audio.start", count=3, timeout=10)
+    end = await caller.wait_event("audio.end", turn=said["turn"], timeout=10)
+    return caller, answer, said, end
+
+
 async def test_an_answer_decided_from_the_partial_transcript_is_synthesized_before_the_final(tmp_path):
     """Preemptive synthesis: the partial "permit renewal" is already answered by the work-permit entry, so that
     answer's first chunk is synthesized while the caller is still speaking; the final transcript gets the same
@@ -519,15 +533,8 @@ async def test_an_answer_decided_from_the_partial_transcript_is_synthesized_befo
     settings = make_settings(tmp_path, acknowledge_after_s=None)
     comps = fake_components(script=[("permit renewal please", "en")], synthesizer=synth)
     with running_server(settings, components=comps) as (url, app):
-        caller = await NativeCaller.connect(f"{url}/ws/call")
-        await caller.send_json({"event": "call.start", "language": "en"})
-        await caller.wait_event("call.started")
-        await greeted(caller)
-        await caller.stream(tone(1.6) + silence(0.6), realtime=True)
-        answer = await caller.wait_event("answer", timeout=10)
+        caller, answer, said, end = await _one_question(url, 1.6)
         assert answer["route"] == "answer" and answer["timings"]["preempted"] == 1.0
-        said = await caller.wait_event("audio.start", count=3, timeout=10)
-        end = await caller.wait_event("audio.end", turn=said["turn"], timeout=10)
         assert said["text"] == answer["text"]
         # Started during the speech, a second before its end: less than the 1 s synthesis is left to wait for.
         assert end["timings"]["response_ms"] < 1000
@@ -539,23 +546,16 @@ async def test_an_answer_decided_from_the_partial_transcript_is_synthesized_befo
 
 
 async def test_a_preemptive_synthesis_for_another_answer_is_dropped(tmp_path):
-    """The partial ("permit renewal") and the final ("talk to a person") are answered differently: the caller
-    hears the final's answer, never the preempted one, and the preempted work is counted as dropped."""
+    """The partials ("permit renewal") and the final ("how much does a visa cost") are answered differently: the
+    caller hears the final's answer, never the preempted one, and the preempted work is counted as dropped."""
     synth = SlowSynthesizer(delay=0.3)
     settings = make_settings(tmp_path, acknowledge_after_s=None)
     comps = fake_components(script=[("permit renewal", "en")], synthesizer=synth)
     comps.make_transcriber = _scripted_final(comps.make_transcriber, "how much does a visa cost")
     with running_server(settings, components=comps) as (url, app):
-        caller = await NativeCaller.connect(f"{url}/ws/call")
-        await caller.send_json({"event": "call.start", "language": "en"})
-        await caller.wait_event("call.started")
-        await greeted(caller)
-        await caller.stream(tone(1.0) + silence(0.6), realtime=True)
-        answer = await caller.wait_event("answer", timeout=10)
+        caller, answer, said, _ = await _one_question(url, 1.0)
         assert answer["text"] == "We answer questions about work permits." and answer["timings"]["preempted"] == 0.0
-        said = await caller.wait_event("audio.start", count=3, timeout=10)
         assert said["text"] == answer["text"]
-        await caller.wait_event("audio.end", turn=said["turn"], timeout=10)
         assert "Apply online with your employer." in [t for t, _ in synth.calls]  # preempted, then dropped
         assert "Apply online with your employer." not in [e["text"] for e in caller.named("audio.start")]
         await caller.close()
@@ -570,15 +570,8 @@ async def test_no_preemptive_synthesis_when_it_is_turned_off(tmp_path):
     settings = make_settings(tmp_path, acknowledge_after_s=None, preemptive_synthesis=False)
     comps = fake_components(script=[("permit renewal please", "en")], synthesizer=synth)
     with running_server(settings, components=comps) as (url, app):
-        caller = await NativeCaller.connect(f"{url}/ws/call")
-        await caller.send_json({"event": "call.start", "language": "en"})
-        await caller.wait_event("call.started")
-        await greeted(caller)
-        await caller.stream(tone(1.6) + silence(0.6), realtime=True)
-        answer = await caller.wait_event("answer", timeout=10)
+        caller, answer, _, end = await _one_question(url, 1.6)
         assert answer["timings"]["preempted"] == 0.0
-        said = await caller.wait_event("audio.start", count=3, timeout=10)
-        end = await caller.wait_event("audio.end", turn=said["turn"], timeout=10)
         assert end["timings"]["response_ms"] >= 300  # the whole synthesis after the final
         await caller.close()
         await wait_idle(app)
