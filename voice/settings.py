@@ -42,9 +42,9 @@ class VoiceSettings(BaseModel):
     logprob_threshold: float = -1.0
 
     # --- VAD and endpointing (seconds) ---
-    # `hotline bench vad`: on 8 kHz telephone audio Silero and webrtcvad classify frames about equally well
-    # (84.3% vs 84.6%) but Silero raises far fewer false alarms in line noise (6.6% vs 11.7%), which is what
-    # feeds Whisper hallucinations and false barge-ins; so Silero stays the default.
+    # `hotline bench vad` (test part): on 8 kHz telephone audio Silero and webrtcvad classify frames about equally
+    # well (86.9% vs 87.8%) but Silero raises fewer false alarms in line noise (4.8% vs 6.8%), which is what feeds
+    # Whisper hallucinations and false barge-ins; so Silero stays the default.
     vad: Literal["silero", "webrtc"] = "silero"
     vad_threshold: float = Field(default=0.5, gt=0, lt=1)
     min_speech_s: float = Field(default=0.25, ge=0)  # shorter bursts are noise (clicks, coughs)
