@@ -106,8 +106,7 @@ def create_app(
             if getattr(state, "context", None) is not None:
                 state.context.components.stopping.set()  # background cache filling ends with the service
             # Every step bounded (server/tasks.py `bounded`): one stuck service must not keep the process alive.
-            if await cancel_and_wait(state.loader, timeout=10.0):
-                log.error("a shutdown step did not finish in time", extra={"step": "model loader"})
+            await bounded(cancel_and_wait(state.loader), "model loader")
             await bounded(state.knowledge.stop(), "knowledge service")
             context: CallContext | None = state.context
             if context is not None:

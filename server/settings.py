@@ -187,11 +187,11 @@ class Settings(BaseSettings):
     # a busy machine) is preceded by the cached "one_moment" prompt. The call events report the time to it
     # (ack_ms) apart from the time to the answer's own first audio (response_ms). None: never.
     acknowledge_after_s: float | None = Field(default=1.0, gt=0)
-    # Preemptive synthesis: while the caller is still speaking (or in the silence after), the transcript so far is
-    # routed on a copy of the dialog state and, when it is answered by an uncached knowledge-base entry, that
-    # answer's first chunk is synthesized at once. If the final transcript is answered with the same text the
-    # caller hears it as soon as the answer is decided; otherwise the work is dropped. Only while the synthesis
-    # pool is idle, so it never delays another call's answer.
+    # Preemptive synthesis: while the caller is still speaking (or in the silence after), each partial transcript
+    # is routed on a copy of the dialog state; when two partials in a row (or the speculative final) get the same
+    # uncached knowledge-base answer, its first chunk is synthesized at once. If the final transcript is answered
+    # with the same first chunk the caller hears it as soon as the answer is decided; otherwise the work is
+    # dropped. It starts only while the synthesis and recognition pools are idle (CallSession._preempt).
     preemptive_synthesis: bool = True
 
     # --- websockets and back-pressure ---

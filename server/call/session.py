@@ -509,13 +509,11 @@ class CallSession:
         previous, self._preempt_seen = self._preempt_seen, (utterance, key)
         if not final_candidate and previous != (utterance, key):
             return  # not confirmed yet: the next partial may decide otherwise
-        is_cached = getattr(comps.synthesizer, "is_cached", lambda *a: False)
-        if key in self._preempted or is_cached(*key) or self.ctx.pools.synthesis.pending > 0:
+        # The pool is checked again: another call's answer may have taken it while this one was routed.
+        if key in self._preempted or self._cached(*key) or self.ctx.pools.synthesis.pending > 0:
             return
-        task = asyncio.create_task(self._first_chunk(*key, learn=True))
+        task = self._prefetch(*key)
         task.add_done_callback(_retrieve)
-        self._prefetches.add(task)
-        task.add_done_callback(self._prefetches.discard)
         self._preempted[key] = (task, self.clock(), utterance)
         self.metrics.preemptive_syntheses.labels(outcome="started").inc()
 
@@ -635,18 +633,14 @@ class CallSession:
         for i, seg in enumerate(segments):
             item = Speak(text=seg.text, language=seg.language, kind="answer", seq=self.recorder.next_seq(),
                          decision=(decision, routing_s), speech_end_wall=utt.speech_end_wall if i == 0 else None)
-            if i == 0 and preempted is not None:
-                # Synthesized (or being synthesized) since before the final: the same first chunk.
-                item.prefetch, item.prefetch_started = preempted
-                item.ack_by = self._acknowledge_by(item, utt.speech_end_wall)
-            elif i == 0:
-                # The first sound of the answer is synthesized now, while earlier speech may still be playing.
-                is_cached = getattr(self.ctx.components.synthesizer, "is_cached", lambda *a: False)
-                item.prefetch_started = self.clock()
-                item.prefetch = asyncio.create_task(self._first_chunk(
-                    item.text, item.language, learn=not is_cached(item.text, item.language)))
-                self._prefetches.add(item.prefetch)
-                item.prefetch.add_done_callback(self._prefetches.discard)
+            if i == 0:
+                if preempted is not None:
+                    # Synthesized (or being synthesized) since before the final: the same first chunk.
+                    item.prefetch, item.prefetch_started = preempted
+                else:
+                    # The first sound of the answer is synthesized now, while earlier speech may still be playing.
+                    item.prefetch_started = self.clock()
+                    item.prefetch = self._prefetch(item.text, item.language)
                 item.ack_by = self._acknowledge_by(item, utt.speech_end_wall)
             self._speak_q.put_nowait(item)
         self.turns_answered += 1
@@ -662,12 +656,22 @@ class CallSession:
         prompts = self.ctx.components.prompts
         if after is None or item.language not in ("en", "zh") or not prompts.has("one_moment"):
             return None
-        is_cached = getattr(self.ctx.components.synthesizer, "is_cached", lambda *a: False)
-        if is_cached(item.text, item.language):
+        if self._cached(item.text, item.language):
             return None  # a cached answer starts at once
-        if not is_cached(prompts.text("one_moment", item.language), item.language):
+        if not self._cached(prompts.text("one_moment", item.language), item.language):
             return None  # an acknowledgement that must itself be synthesized would only queue behind the answer
         return speech_end_wall + after
+
+    def _cached(self, text: str, language: str) -> bool:
+        """Whether the synthesizer has this text's audio already (a voice without a cache never has)."""
+        return bool(getattr(self.ctx.components.synthesizer, "is_cached", lambda *a: False)(text, language))
+
+    def _prefetch(self, text: str, language: str) -> asyncio.Task[Any]:
+        """Start synthesizing an answer's first chunk now; the task is cancelled if the call ends first."""
+        task = asyncio.create_task(self._first_chunk(text, language, learn=not self._cached(text, language)))
+        self._prefetches.add(task)
+        task.add_done_callback(self._prefetches.discard)
+        return task
 
     async def _first_chunk(self, text: str, language: str, *, learn: bool = False) -> tuple[Any, Any]:
         synth = self.ctx.components.synthesizer
@@ -741,7 +745,7 @@ class CallSession:
         try:
             if item.prefetch is not None:
                 chunks, ready = await item.prefetch
-            elif item.kind == "acknowledgement" and getattr(synth, "is_cached", lambda *a: False)(item.text, item.language):
+            elif item.kind == "acknowledgement" and self._cached(item.text, item.language):
                 # Cached audio read here, not through the synthesis pool: its worker is busy with the very answer
                 # this acknowledgement covers for.
                 chunks, ready = iter(list(synth.synthesize(item.text, item.language))), None
