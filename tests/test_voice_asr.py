@@ -184,6 +184,34 @@ def test_timestamped_decode_drops_segments_that_start_after_the_speech():
     assert _content_tokens([1, 2, eot], eot=eot, timestamp_begin=ts, content_s=3.0) == [1, 2]
 
 
+def test_a_decode_that_says_the_same_words_twice_in_a_row_is_a_loop():
+    # Too short for the compression ratio: "Go forward 10m. Go forward 10m." for 2.8 s of "go forward ten metres".
+    from voice.asr import Decoded, _repeats_itself
+
+    assert Decoded("Go forward 10m. Go forward 10m.", -0.6, 0.04).looping
+    assert _repeats_itself("我想问一下工作许可我想问一下工作许可")
+    # What callers say: a repeated word or two, a repeated short Chinese word, a sentence with repeated words apart.
+    for text in ("I need, I need a work permit.", "yes, yes, yes, yes", "对不起对不起", "你好你好",
+                 "ask not what your country can do for you, ask what you can do for your country"):
+        assert not _repeats_itself(text) and not Decoded(text, -0.3, 0.05).looping, text
+
+
+def test_a_segment_that_closes_after_the_audio_has_ended_is_found_where_it_opened():
+    # "...of types<6.60><6.60> composed to form letterpress, as all books, ... consist<29.04>" for 8.8 s of speech:
+    # the decoder ran on past the audio; what came before it stands, its audio is decoded again from 6.60 s.
+    from voice.asr import _overrun_segment
+
+    ts = 200
+    ids = [ts, 1, 2, ts + 330, ts + 330, 3, 4, 5, ts + 1452, 100]
+    assert _overrun_segment(ids, timestamp_begin=ts, content_s=8.8) == (4, pytest.approx(6.6))
+    # A close inside the silent margin is Whisper's coarse timing, not an overrun.
+    assert _overrun_segment(ids[:8] + [ts + 480, 100], timestamp_begin=ts, content_s=8.8) is None
+    # An overrun in the only segment leaves nothing before it to keep: the decode is left as it is.
+    assert _overrun_segment([ts, 1, 2, ts + 1452], timestamp_begin=ts, content_s=8.8) is None
+    # Text without an opening timestamp: the timestamp after it closes the segment, the next one opens.
+    assert _overrun_segment([1, 2, ts + 100, ts + 100, 3, ts + 1000], timestamp_begin=ts, content_s=8.8) == (3, pytest.approx(2.0))
+
+
 def test_utterance_window_is_short_and_hears_what_the_30_s_window_hears(recognizer, voice_settings, manifest):
     from voice.asr import Recognizer
 

@@ -23,6 +23,7 @@ import logging
 import threading
 import time
 import math
+import re
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -40,6 +41,11 @@ FRAMES_PER_SECOND = 100  # Whisper's log-Mel frames (10 ms hop)
 # A segment the decoder starts this close to the end of the speech (or later) is the decoder running on into the
 # silent margin (a repetition), not speech.
 LATE_SEGMENT_S = 0.3
+# A segment that closes more than this after the end of the speech cannot be speech: the decoder ran on past the
+# audio (seen: "...letterpress<6.60><6.60> composed to form letterpress, as all books, not primarily intended as
+# picture books, consist<29.04>" on an 8.8 s clip in a 9.8 s window). Whisper's timestamps are coarse, so a
+# close inside the silent margin is normal.
+OVERRUN_S = 1.0
 # An utterance whose decode stopped early is continued from there at most this often (Decoded.resume_s); each
 # continuation starts later in the audio, so this only bounds the cost of a pathological case.
 MAX_CONTINUATIONS = 3
@@ -75,12 +81,13 @@ class Decoded:
     ended: bool = True
     # Set when a timestamped decode stopped on an opened, empty segment ("... ask what you can<9.36><9.36>" and
     # the end): by Whisper's timestamp convention the audio from there on is left for the next window, and
-    # Whisper's own transcribe() (the plain call) goes on decoding from that point. Seconds into the window.
+    # Whisper's own transcribe() (the plain call) goes on decoding from that point. Also set where a segment ran on
+    # past the audio (OVERRUN_S): the start of that segment. Seconds into the window.
     resume_s: float | None = None
 
     @property
     def looping(self) -> bool:
-        return not self.ended or _compression_ratio(self.text) > LOOP_RATIO
+        return not self.ended or _compression_ratio(self.text) > LOOP_RATIO or _repeats_itself(self.text)
 
 
 class Engine(Protocol):
@@ -166,13 +173,39 @@ class FasterWhisperEngine:
         produced = result.sequences_ids[0]
         n = len(produced)
         avg_logprob = result.scores[0] * n / (n + 1) if n else -10.0
-        tokens = (_content_tokens(produced, eot=tok.eot, timestamp_begin=tok.timestamp_begin, content_s=content_s)
-                  if timestamps else [t for t in produced if t < tok.eot])
-        ended = not timestamps or not produced or produced[-1] >= tok.timestamp_begin
+        if not timestamps:
+            tokens = [t for t in produced if t < tok.eot]
+            return Decoded(tok.decode(tokens).strip(), float(avg_logprob), float(result.no_speech_prob))
+        ended = not produced or produced[-1] >= tok.timestamp_begin
         resume_s = None
-        if timestamps and len(produced) >= 2 and min(produced[-2:]) >= tok.timestamp_begin:
+        overrun = _overrun_segment(produced, timestamp_begin=tok.timestamp_begin, content_s=content_s)
+        if overrun is not None:
+            # Keep what came before the impossible segment and decode its audio again from where it opened, as
+            # a stop on an empty segment is (Recognizer._continue): the seek Whisper's transcribe() would make.
+            # A decode that never ended stays a loop (Decoded.looping), which has its own fall-back.
+            cut, resume_s = overrun
+            produced = produced[:cut]
+        elif len(produced) >= 2 and min(produced[-2:]) >= tok.timestamp_begin:
             resume_s = (produced[-1] - tok.timestamp_begin) * 0.02
+        tokens = _content_tokens(produced, eot=tok.eot, timestamp_begin=tok.timestamp_begin, content_s=content_s)
         return Decoded(tok.decode(tokens).strip(), float(avg_logprob), float(result.no_speech_prob), ended, resume_s)
+
+
+def _overrun_segment(ids: list[int], *, timestamp_begin: int, content_s: float) -> tuple[int, float] | None:
+    """(index of its opening timestamp, its start in seconds) of the first segment that closes more than
+    OVERRUN_S after the speech ends, when an earlier segment holds the speech before it; else None. Pure."""
+    opening, start = True, None
+    for i, t in enumerate(ids):
+        if t < timestamp_begin:
+            opening = False  # text without an opening timestamp (as in _content_tokens)
+            continue
+        seconds = (t - timestamp_begin) * 0.02
+        if opening:
+            start = (i, seconds)
+        elif seconds > content_s + OVERRUN_S and start is not None and start[1] > 0:
+            return start
+        opening = not opening
+    return None
 
 
 def _content_tokens(ids: list[int], *, eot: int, timestamp_begin: int, content_s: float) -> list[int]:
@@ -410,6 +443,27 @@ def _compression_ratio(text: str) -> float:
 
     data = text.encode("utf-8")
     return len(data) / len(zlib.compress(data)) if data else 0.0
+
+
+_WORD = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]|[^\W_]+")
+REPEAT_MIN_WORDS = 3  # "Go forward 10m. Go forward 10m." repeats 3 words; a caller's "I need, I need" only 2
+REPEAT_MIN_HAN = 4  # characters: "对不起对不起" is speech, a repeated clause is not
+REPEAT_MAX_WORDS = 48  # a longer loop also shows in the compression ratio (LOOP_RATIO)
+
+
+def _repeats_itself(text: str) -> bool:
+    """Whether the text says the same run of words twice in a row: a loop too short for the compression ratio to
+    show ("Go forward 10m. Go forward 10m." for a 2.8 s clip of "go forward ten meters", one timestamped
+    segment). Words compare without case or punctuation; Han characters count one each."""
+    words = [w.lower() for w in _WORD.findall(text)]
+    n = len(words)
+    for size in range(1, min(n // 2, REPEAT_MAX_WORDS) + 1):
+        for i in range(n - 2 * size + 1):
+            if words[i:i + size] == words[i + size:i + 2 * size]:
+                han = lang.han_ratio("".join(words[i:i + size])) > 0.5
+                if size >= (REPEAT_MIN_HAN if han else REPEAT_MIN_WORDS):
+                    return True
+    return False
 
 
 def _check(audio: np.ndarray) -> np.ndarray:
