@@ -190,6 +190,7 @@ def test_a_decode_that_says_the_same_words_twice_in_a_row_is_a_loop():
 
     assert Decoded("Go forward 10m. Go forward 10m.", -0.6, 0.04).looping
     assert _repeats_itself("我想问一下工作许可我想问一下工作许可")
+    assert _repeats_itself("登录Single Window办理，登录Single Window办理")  # words of both scripts, apart
     # What callers say: a repeated word or two, a repeated short Chinese word, a sentence with repeated words apart.
     for text in ("I need, I need a work permit.", "yes, yes, yes, yes", "对不起对不起", "你好你好",
                  "ask not what your country can do for you, ask what you can do for your country"):
@@ -206,8 +207,9 @@ def test_a_segment_that_closes_after_the_audio_has_ended_is_found_where_it_opene
     assert _overrun_segment(ids, timestamp_begin=ts, content_s=8.8) == (4, pytest.approx(6.6))
     # A close inside the silent margin is Whisper's coarse timing, not an overrun.
     assert _overrun_segment(ids[:8] + [ts + 480, 100], timestamp_begin=ts, content_s=8.8) is None
-    # An overrun in the only segment leaves nothing before it to keep: the decode is left as it is.
+    # An overrun in the only segment, or after segments without text, leaves nothing to keep: left as it is.
     assert _overrun_segment([ts, 1, 2, ts + 1452], timestamp_begin=ts, content_s=8.8) is None
+    assert _overrun_segment([ts, ts + 50, ts + 50, 1, 2, ts + 1452], timestamp_begin=ts, content_s=8.8) is None
     # Text without an opening timestamp: the timestamp after it closes the segment, the next one opens.
     assert _overrun_segment([1, 2, ts + 100, ts + 100, 3, ts + 1000], timestamp_begin=ts, content_s=8.8) == (3, pytest.approx(2.0))
 

@@ -193,16 +193,16 @@ class FasterWhisperEngine:
 
 def _overrun_segment(ids: list[int], *, timestamp_begin: int, content_s: float) -> tuple[int, float] | None:
     """(index of its opening timestamp, its start in seconds) of the first segment that closes more than
-    OVERRUN_S after the speech ends, when an earlier segment holds the speech before it; else None. Pure."""
-    opening, start = True, None
+    OVERRUN_S after the speech ends, when text came before it (something to keep); else None. Pure."""
+    opening, heard, start = True, False, None
     for i, t in enumerate(ids):
         if t < timestamp_begin:
-            opening = False  # text without an opening timestamp (as in _content_tokens)
+            opening, heard = False, True  # text without an opening timestamp: as in _content_tokens
             continue
         seconds = (t - timestamp_begin) * 0.02
         if opening:
-            start = (i, seconds)
-        elif seconds > content_s + OVERRUN_S and start is not None and start[1] > 0:
+            start = (i, seconds) if heard else None
+        elif seconds > content_s + OVERRUN_S and start is not None:
             return start
         opening = not opening
     return None
@@ -445,7 +445,7 @@ def _compression_ratio(text: str) -> float:
     return len(data) / len(zlib.compress(data)) if data else 0.0
 
 
-_WORD = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]|[^\W_]+")
+_WORD = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]|[^\W_\u3400-\u9fff\uf900-\ufaff]+")
 REPEAT_MIN_WORDS = 3  # "Go forward 10m. Go forward 10m." repeats 3 words; a caller's "I need, I need" only 2
 REPEAT_MIN_HAN = 4  # characters: "对不起对不起" is speech, a repeated clause is not
 REPEAT_MAX_WORDS = 48  # a longer loop also shows in the compression ratio (LOOP_RATIO)
