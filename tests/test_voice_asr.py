@@ -202,16 +202,31 @@ def test_a_segment_that_closes_after_the_audio_has_ended_is_found_where_it_opene
     # the decoder ran on past the audio; what came before it stands, its audio is decoded again from 6.60 s.
     from voice.asr import _overrun_segment
 
-    ts = 200
+    eot, ts = 100, 200
     ids = [ts, 1, 2, ts + 330, ts + 330, 3, 4, 5, ts + 1452, 100]
-    assert _overrun_segment(ids, timestamp_begin=ts, content_s=8.8) == (4, pytest.approx(6.6))
+    assert _overrun_segment(ids, eot=eot, timestamp_begin=ts, content_s=8.8) == (4, pytest.approx(6.6))
     # A close inside the silent margin is Whisper's coarse timing, not an overrun.
-    assert _overrun_segment(ids[:8] + [ts + 480, 100], timestamp_begin=ts, content_s=8.8) is None
+    assert _overrun_segment(ids[:8] + [ts + 480, 100], eot=eot, timestamp_begin=ts, content_s=8.8) is None
     # An overrun in the only segment, or after segments without text, leaves nothing to keep: left as it is.
-    assert _overrun_segment([ts, 1, 2, ts + 1452], timestamp_begin=ts, content_s=8.8) is None
-    assert _overrun_segment([ts, ts + 50, ts + 50, 1, 2, ts + 1452], timestamp_begin=ts, content_s=8.8) is None
+    assert _overrun_segment([ts, 1, 2, ts + 1452], eot=eot, timestamp_begin=ts, content_s=8.8) is None
+    assert _overrun_segment([ts, ts + 50, ts + 50, 1, 2, ts + 1452], eot=eot, timestamp_begin=ts, content_s=8.8) is None
     # Text without an opening timestamp: the timestamp after it closes the segment, the next one opens.
-    assert _overrun_segment([1, 2, ts + 100, ts + 100, 3, ts + 1000], timestamp_begin=ts, content_s=8.8) == (3, pytest.approx(2.0))
+    assert _overrun_segment([1, 2, ts + 100, ts + 100, 3, ts + 1000], eot=eot, timestamp_begin=ts,
+                            content_s=8.8) == (3, pytest.approx(2.0))
+
+
+def test_a_timestamped_decode_is_split_into_its_segments():
+    from voice.asr import _segments
+
+    eot, ts = 100, 200
+    # a b <1.00> (no opening) <1.00> c <2.00><2.00> d (stopped inside) ; eot and other specials are not text
+    segs = _segments([1, 2, ts + 50, ts + 50, 3, ts + 100, ts + 100, 4, eot, eot + 5], eot=eot, timestamp_begin=ts)
+    assert [(s.opening, s.start_s, s.end_s, s.tokens) for s in segs] == [
+        (None, None, pytest.approx(1.0), (1, 2)), (3, pytest.approx(1.0), pytest.approx(2.0), (3,)),
+        (6, pytest.approx(2.0), None, (4,))]
+    # An empty segment at the end (<t><t>): Whisper's "the rest is for the next window".
+    assert [(s.start_s, s.end_s, s.tokens) for s in _segments([ts, 1, ts + 50, ts + 50], eot=eot, timestamp_begin=ts)
+            ] == [(0.0, pytest.approx(1.0), (1,)), (pytest.approx(1.0), None, ())]
 
 
 def test_utterance_window_is_short_and_hears_what_the_30_s_window_hears(recognizer, voice_settings, manifest):

@@ -178,7 +178,7 @@ class FasterWhisperEngine:
             return Decoded(tok.decode(tokens).strip(), float(avg_logprob), float(result.no_speech_prob))
         ended = not produced or produced[-1] >= tok.timestamp_begin
         resume_s = None
-        overrun = _overrun_segment(produced, timestamp_begin=tok.timestamp_begin, content_s=content_s)
+        overrun = _overrun_segment(produced, eot=tok.eot, timestamp_begin=tok.timestamp_begin, content_s=content_s)
         if overrun is not None:
             # Keep what came before the impossible segment and decode its audio again from where it opened, as
             # a stop on an empty segment is (Recognizer._continue): the seek Whisper's transcribe() would make.
@@ -191,42 +191,72 @@ class FasterWhisperEngine:
         return Decoded(tok.decode(tokens).strip(), float(avg_logprob), float(result.no_speech_prob), ended, resume_s)
 
 
-def _overrun_segment(ids: list[int], *, timestamp_begin: int, content_s: float) -> tuple[int, float] | None:
-    """(index of its opening timestamp, its start in seconds) of the first segment that closes more than
-    OVERRUN_S after the speech ends, when text came before it (something to keep); else None. Pure."""
-    opening, heard, start = True, False, None
+@dataclass(frozen=True, slots=True)
+class _Segment:
+    """One segment of a timestamped decode, <|start|> text <|end|>, as the decoder gave it."""
+    opening: int | None  # index of its opening timestamp in the decode; None: text the decoder gave without one
+    start_s: float | None  # None without an opening timestamp
+    end_s: float | None  # None when the decode stopped before closing it
+    tokens: tuple[int, ...]  # its text tokens
+
+
+def _segments(ids: list[int], *, eot: int, timestamp_begin: int) -> list[_Segment]:
+    """Split a timestamped decode into segments. Pure.
+
+    Timestamped output is <|t0|> text <|t1|><|t1'|> text <|t2|> ...: a timestamp that opens a segment is followed
+    by text, one that closes it by another timestamp or the end. The decoder may skip an opening timestamp; the text
+    then forms a segment of its own with no start. Special tokens (eot and the like) are not text.
+    """
+    out: list[_Segment] = []
+    opening, start, text = None, None, []
+    in_segment = False  # the next timestamp closes a segment
+
+    def close(end_s: float | None) -> None:
+        out.append(_Segment(opening, start, end_s, tuple(text)))
+
     for i, t in enumerate(ids):
-        if t < timestamp_begin:
-            opening, heard = False, True  # text without an opening timestamp: as in _content_tokens
-            continue
-        seconds = (t - timestamp_begin) * 0.02
-        if opening:
-            start = (i, seconds) if heard else None
-        elif seconds > content_s + OVERRUN_S and start is not None:
+        if t >= timestamp_begin:
+            seconds = (t - timestamp_begin) * 0.02
+            if in_segment:
+                close(seconds)
+                in_segment = False
+            else:
+                opening, start, text, in_segment = i, seconds, [], True
+        elif t < eot:
+            if not in_segment:
+                opening, start, text, in_segment = None, None, [], True
+            text.append(t)
+    if in_segment:
+        close(None)
+    return out
+
+
+def _overrun_segment(ids: list[int], *, eot: int, timestamp_begin: int, content_s: float) -> tuple[int, float] | None:
+    """(index of its opening timestamp, its start in seconds) of the first segment that closes more than
+    OVERRUN_S after the speech ends, when text came before it (something to keep); else None. Pure.
+
+    A segment without an opening timestamp is cut from the last one that had one."""
+    start: tuple[int, float] | None = None
+    heard = False
+    for seg in _segments(ids, eot=eot, timestamp_begin=timestamp_begin):
+        if seg.opening is not None:
+            start = (seg.opening, seg.start_s) if heard else None
+        if seg.end_s is not None and seg.end_s > content_s + OVERRUN_S and start is not None:
             return start
-        opening = not opening
+        heard = heard or bool(seg.tokens)
     return None
 
 
 def _content_tokens(ids: list[int], *, eot: int, timestamp_begin: int, content_s: float) -> list[int]:
     """The text tokens of a timestamped decode, without segments that start where the speech has ended.
-
-    Timestamped output is <|t0|> text <|t1|><|t1'|> text <|t2|> ...: a timestamp that opens a segment is followed
-    by text, one that closes it by another timestamp or the end.
-    """
+    A segment without an opening timestamp is judged by the last one that had one. Pure."""
     out: list[int] = []
     keep = True
-    opening = True  # the next timestamp opens a segment
-    for t in ids:
-        if t >= timestamp_begin:
-            if opening:
-                keep = (t - timestamp_begin) * 0.02 < content_s - LATE_SEGMENT_S
-            opening = not opening
-        elif t < eot:
-            if opening:  # text without an opening timestamp (the decoder skipped it): judged by the last one
-                opening = False
-            if keep:
-                out.append(t)
+    for seg in _segments(ids, eot=eot, timestamp_begin=timestamp_begin):
+        if seg.start_s is not None:
+            keep = seg.start_s < content_s - LATE_SEGMENT_S
+        if keep:
+            out.extend(seg.tokens)
     return out
 
 
@@ -445,7 +475,7 @@ def _compression_ratio(text: str) -> float:
     return len(data) / len(zlib.compress(data)) if data else 0.0
 
 
-_WORD = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]|[^\W_\u3400-\u9fff\uf900-\ufaff]+")
+_WORD = re.compile(f"[{lang.HAN}]|[^\\W_{lang.HAN}]+")
 REPEAT_MIN_WORDS = 3  # "Go forward 10m. Go forward 10m." repeats 3 words; a caller's "I need, I need" only 2
 REPEAT_MIN_HAN = 4  # characters: "对不起对不起" is speech, a repeated clause is not
 REPEAT_MAX_WORDS = 48  # a longer loop also shows in the compression ratio (LOOP_RATIO)

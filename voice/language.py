@@ -15,7 +15,11 @@ from voice.types import LanguageVerdict
 SERVED = ("en", "zh")
 UNKNOWN = LanguageVerdict(label="unknown", code="", probability=0.0, source="none")
 
-_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+# Han characters (CJK Unified Ideographs, Extension A, Compatibility Ideographs) as the body of a regex character
+# class: the one definition of "a Chinese character" for voice/ and server/ (routing/retrieval_text.py keeps its
+# own, since routing does not depend on voice).
+HAN = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_HAN = re.compile(f"[{HAN}]")
 _KANA = re.compile(r"[\u3040-\u30ff]")
 _HANGUL = re.compile(r"[\uac00-\ud7af\u1100-\u11ff]")
 _CYRILLIC = re.compile(r"[\u0400-\u04ff]")

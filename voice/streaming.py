@@ -18,7 +18,7 @@ import numpy as np
 
 from voice.asr import Recognizer
 from voice.audio import AudioFormatError, pcm16_to_float
-from voice.language import CallLanguage, heard_in_call_language
+from voice.language import HAN, CallLanguage, heard_in_call_language
 from voice.settings import VoiceSettings
 from voice.types import SAMPLE_RATE, LanguageVerdict, PartialTranscript, SpeechStarted, Transcript
 from voice.vad import Vad, speech_regions
@@ -193,7 +193,7 @@ class Endpointer:
 
 # ---------------------------------------------------------------- LocalAgreement-2 (pure)
 
-_TOKEN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]|[^\s\u3400-\u9fff\uf900-\ufaff]+")
+_TOKEN = re.compile(f"[{HAN}]|[^\\s{HAN}]+")
 
 
 def _tokens(text: str) -> list[str]:

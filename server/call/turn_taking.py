@@ -5,6 +5,8 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from voice.language import HAN
+
 NoInputAction = Literal["wait", "reprompt", "goodbye"]
 
 
@@ -49,7 +51,7 @@ class Segment:
     language: Literal["en", "zh"]
 
 
-_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff\u3000-\u303f\uff00-\uffef]")
+_CJK = re.compile(rf"[{HAN}\u3000-\u303f\uff00-\uffef]")  # Han, CJK punctuation, full-width forms
 _SENTENCE = re.compile(r"(?<=[.!?。！？])\s*")
 
 

@@ -32,6 +32,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from voice.language import HAN
 from voice.tts.textnorm import Language, normalize, split_sentences
 from voice.types import SAMPLE_RATE, SpeechChunk
 
@@ -49,7 +50,7 @@ LEAD_PAUSE_S = 0.1  # the pause after the lead: a comma's, not a sentence's
 # After a Chinese clause mark, or an ASCII one followed by a space (never the colon of 9:00 or a 1,000 separator).
 # Not before a number after an ASCII comma: "April 26, 2023" is one date.
 _CLAUSE_MARK = re.compile(r"(?<=[，、；：])|(?<=[,;:])(?=\s)(?!\s+\d)")
-_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_HAN = re.compile(f"[{HAN}]")
 _LATIN_WORD = re.compile(r"[A-Za-z][A-Za-z'’\-]*")
 
 # Words a phrase starts with: the cut goes before them.

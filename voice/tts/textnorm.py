@@ -24,12 +24,13 @@ from typing import Literal
 
 import cn2an
 
+from voice.language import HAN
+
 Language = Literal["en", "zh"]
 
 # ---------------------------------------------------------------- scripts
 
-_HAN = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
-_HAN_RE = re.compile(f"[{_HAN}]")
+_HAN_RE = re.compile(f"[{HAN}]")
 _LATIN_RE = re.compile(r"[A-Za-z]")
 # Punctuation that both phonemizers understand as prosody; everything else non-alphanumeric is dropped.
 _KEEP_PUNCT = set(",.;:!?'\"()-—…、，。；：！？“”‘’（）《》「」")
@@ -49,7 +50,7 @@ def script_language(text: str) -> Language:
 
 def has_speakable(text: str) -> bool:
     """True when something is left to say after normalisation (not empty, not only emoji / punctuation / URLs)."""
-    return bool(re.search(rf"[A-Za-z0-9{_HAN}]", normalize(text, script_language(text))))
+    return bool(re.search(rf"[A-Za-z0-9{HAN}]", normalize(text, script_language(text))))
 
 
 # ---------------------------------------------------------------- English number words
@@ -323,7 +324,7 @@ def normalize(text: str, language: Language) -> str:
     text = re.sub(r"\s+", " ", text)
     text = re.sub(r"\s+([,.;:!?，。；：！？、])", r"\1", text)
     if language == "zh":  # no spaces between Han characters (they would become pauses)
-        text = re.sub(f"(?<=[{_HAN}]) (?=[{_HAN}])", "", text)
+        text = re.sub(f"(?<=[{HAN}]) (?=[{HAN}])", "", text)
     return text.strip()
 
 
@@ -378,7 +379,7 @@ def split_clauses(text: str) -> list[str]:
 
 def split_words(text: str) -> list[str]:
     """Last resort for an over-long clause without punctuation: words (English) or single characters (Han)."""
-    return re.findall(f"[{_HAN}]|[^\\s{_HAN}]+", text)
+    return re.findall(f"[{HAN}]|[^\\s{HAN}]+", text)
 
 
 _RUN_RE = re.compile(rf"([A-Za-z][A-Za-z'’\-]*(?:[ .]+[A-Za-z][A-Za-z'’\-]*)*)|([^A-Za-z]+)")
@@ -392,7 +393,7 @@ def language_runs(text: str, language: Language) -> list[tuple[Language, str]]:
     """
     runs: list[tuple[Language, str]] = []
     if language == "en":
-        pattern = re.compile(rf"([{_HAN}][{_HAN}\s，。、！？；：]*)|([^{_HAN}]+)")
+        pattern = re.compile(rf"([{HAN}][{HAN}\s，。、！？；：]*)|([^{HAN}]+)")
         for zh, en in pattern.findall(text):
             _append(runs, "zh" if zh else "en", zh or en)
     else:
@@ -402,7 +403,7 @@ def language_runs(text: str, language: Language) -> list[tuple[Language, str]]:
 
 
 def _append(runs: list[tuple[Language, str]], lang: Language, chunk: str) -> None:
-    if not re.search(rf"[A-Za-z0-9{_HAN}]", chunk):  # punctuation / spaces only: belongs to the previous run
+    if not re.search(rf"[A-Za-z0-9{HAN}]", chunk):  # punctuation / spaces only: belongs to the previous run
         if runs:
             runs[-1] = (runs[-1][0], runs[-1][1] + chunk)
         return
