@@ -193,6 +193,49 @@ def test_prefinal_is_due_once_per_silence_and_before_the_end():
     assert pre[0].end_s < end.end_s  # the first was overtaken by more speech
 
 
+def test_the_early_speculation_comes_before_the_later_one_once_per_silence():
+    from voice.streaming import PrefinalDue
+
+    ep = Endpointer(min_speech_s=0.1, end_silence_s=0.6, prefinal_silence_s=0.25, early_prefinal_silence_s=0.15,
+                    partial_interval_s=10)
+    # speech, a pause of 8 windows (0.256 s: both speculations due), speech again, then the end
+    events, _ = drive(ep, [0.9] * 20 + [0.0] * 8 + [0.9] * 10 + [0.0] * 25)
+    pre = [(t, e) for t, e in events if isinstance(e, PrefinalDue)]
+    end = [e for _, e in events if isinstance(e, UtteranceEnd)][0]
+    assert [e.early for _, e in pre] == [True, False, True, False]
+    for (t_early, early), (t_late, late) in zip(pre[::2], pre[1::2]):
+        assert early.end_s == late.end_s  # the same silence, so the same audio: the later one is not run again
+        assert t_early - early.end_s == pytest.approx(0.15, abs=W) and t_late - late.end_s == pytest.approx(0.25, abs=W)
+    assert pre[-1][1].end_s == end.end_s
+    # Without the early setting, as before: one per silence.
+    ep = Endpointer(min_speech_s=0.1, end_silence_s=0.6, prefinal_silence_s=0.25, partial_interval_s=10)
+    events, _ = drive(ep, [0.9] * 20 + [0.0] * 25)
+    assert [e.early for _, e in events if isinstance(e, PrefinalDue)] == [False]
+
+
+def test_the_early_speculation_runs_only_while_the_recognizer_is_idle():
+    from server.call.session import speculate_now
+
+    assert speculate_now(early=True, others_pending=0, started=False)
+    assert not speculate_now(early=True, others_pending=1, started=False)  # another call's recognition: skipped
+    assert speculate_now(early=False, others_pending=3, started=False)  # the later one runs under load as before
+    assert not speculate_now(early=False, others_pending=0, started=True)  # the early one already runs: reused
+
+
+def test_speculation_settings_are_refused_when_their_audio_could_not_match_the_final():
+    from pydantic import ValidationError
+
+    from voice.settings import VoiceSettings
+
+    VoiceSettings(early_prefinal_silence_s=None)
+    with pytest.raises(ValidationError, match="early_prefinal_silence_s"):
+        VoiceSettings(speech_pad_s=0.2, early_prefinal_silence_s=0.15)  # less trailing audio than the final's
+    with pytest.raises(ValidationError, match="early_prefinal_silence_s"):
+        VoiceSettings(early_prefinal_silence_s=0.3)  # after the later one
+    with pytest.raises(ValidationError, match="early_prefinal_silence_s"):
+        VoiceSettings(prefinal_silence_s=None)
+
+
 @pytest.mark.model
 def test_final_reuses_the_speculative_recognition_when_the_caller_stays_silent(recognizer, voice_settings):
     from voice.vad import SileroVad
@@ -240,6 +283,10 @@ def test_sample_buffer_keeps_order_across_growth_and_front_drops():
     ("我想问一下那个", "hesitant"),
     ("I have a question about the single window.", "open"),
     ("", "open"),
+    # The start of a question, heard in a pause inside it, comes out as a short question of its own: not complete.
+    ("How do?", "open"),
+    ("在哪里？", "open"),
+    ("What's the fee for it?", "complete"),
 ])
 def test_ending_kind_reads_complete_questions_and_hesitations(text, kind):
     from voice.streaming import ending_kind

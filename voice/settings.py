@@ -49,20 +49,28 @@ class VoiceSettings(BaseModel):
     vad_threshold: float = Field(default=0.5, gt=0, lt=1)
     min_speech_s: float = Field(default=0.25, ge=0)  # shorter bursts are noise (clicks, coughs)
     end_silence_s: float = Field(default=0.6, gt=0)  # silence that ends an utterance
-    # Adaptive end silence (voice.streaming.ending_kind on the speculative transcript): a question that has plainly
-    # ended ("...permit?", "...吗") ends after end_silence_complete_s, a trailing "and", "um", "那个" or comma waits
-    # end_silence_hesitation_s. It takes effect once the speculative recognition is done, so a longer wait only
-    # helps if that recognition finishes before end_silence_s.
+    # Adaptive end silence (voice.streaming.ending_kind on the speculative transcript): a question of 4 words or
+    # more that has plainly ended ("...permit?", "...吗") ends after end_silence_complete_s, a trailing "and", "um",
+    # "那个" or comma waits end_silence_hesitation_s. It takes effect once the speculative recognition is done, so
+    # either only helps if that recognition finishes before end_silence_s.
     adaptive_end_silence: bool = True
     end_silence_complete_s: float = Field(default=0.35, gt=0)
     end_silence_hesitation_s: float = Field(default=1.0, gt=0)
-    speech_pad_s: float = Field(default=0.2, ge=0)  # kept before/after the speech
+    # Kept before/after the speech. 0.15 s, so that the early speculative recognition (below) can take the same
+    # audio as the final (it was 0.2 s before there was one).
+    speech_pad_s: float = Field(default=0.15, ge=0)
     max_utterance_s: float = Field(default=25.0, gt=1, le=30)  # Whisper's window is 30 s
     partial_interval_s: float = Field(default=0.8, gt=0)  # how often partial hypotheses are computed
     # After this much silence the utterance is recognised speculatively; if the caller stays silent until
     # end_silence_s, the final reuses that result, so recognition hides behind the end-of-utterance wait.
     # Must be ≥ speech_pad_s (the final's audio includes that much trailing padding). None = off.
     prefinal_silence_s: float | None = Field(default=0.25, gt=0)
+    # The same recognition may start earlier while the recognizer has nothing else to do (one call, a quiet
+    # process): the final is then ready sooner, and a complete question ends after end_silence_complete_s instead
+    # of waiting for it. Under load the early one is skipped (more of the short pauses inside an utterance reach
+    # it, and each wasted recognition delays other calls' finals) and the one at prefinal_silence_s runs as before.
+    # Between speech_pad_s and prefinal_silence_s. None = off.
+    early_prefinal_silence_s: float | None = Field(default=0.15, gt=0)
 
     @model_validator(mode="after")
     def _prefinal_after_padding(self) -> "VoiceSettings":
@@ -70,6 +78,12 @@ class VoiceSettings(BaseModel):
             self.speech_pad_s <= self.prefinal_silence_s < self.end_silence_s
         ):
             raise ValueError("prefinal_silence_s must lie between speech_pad_s and end_silence_s")
+        if self.early_prefinal_silence_s is not None and not (
+            self.prefinal_silence_s is not None and self.speech_pad_s <= self.early_prefinal_silence_s
+            < self.prefinal_silence_s
+        ):
+            raise ValueError("early_prefinal_silence_s must lie between speech_pad_s and prefinal_silence_s "
+                             "(and needs prefinal_silence_s)")
         if not self.speech_pad_s <= self.end_silence_complete_s <= self.end_silence_s <= self.end_silence_hesitation_s:
             raise ValueError("end silences must satisfy speech_pad_s <= end_silence_complete_s <= end_silence_s "
                              "<= end_silence_hesitation_s")

@@ -55,6 +55,9 @@ class PrefinalDue:
     start_s: float
     end_s: float
     now_s: float
+    # The early one (early_prefinal_silence_s): worth running only while the recognizer has nothing else to do,
+    # since more of the short pauses inside an utterance reach it. The later one comes for the same silence too.
+    early: bool = False
 
 
 EndpointEvent = Union[UtteranceStart, PartialDue, PrefinalDue, UtteranceEnd]
@@ -71,6 +74,13 @@ _HESITATION_END = re.compile(
 )
 
 
+# A "question" shorter than this (words, or Han characters) is open, not complete: Whisper punctuates the start
+# of a question heard in a pause as a question of its own ("How do?" for "How do I | pay ..."), and a short
+# complete question only loses the shorter end silence.
+COMPLETE_MIN_WORDS = 4
+_WORDS = re.compile(f"[{HAN}]|[A-Za-z0-9]+(?:['’][A-Za-z]+)?")
+
+
 def ending_kind(text: str) -> str:
     """ "complete" (a question that has ended), "hesitant" (more is coming) or "open" (cannot tell). Pure."""
     t = text.strip()
@@ -78,7 +88,7 @@ def ending_kind(text: str) -> str:
         return "open"
     if _HESITATION_END.search(t):
         return "hesitant"
-    if _QUESTION_END.search(t):
+    if _QUESTION_END.search(t) and len(_WORDS.findall(t)) >= COMPLETE_MIN_WORDS:
         return "complete"
     return "open"
 
@@ -93,6 +103,7 @@ class Endpointer:
     max_utterance_s: float = 25.0
     partial_interval_s: float = 0.8
     prefinal_silence_s: float | None = 0.25  # None: no speculative recognition
+    early_prefinal_silence_s: float | None = None  # None: no early speculation (see PrefinalDue.early)
     # The end silence after what was heard (see heard()): shorter after a complete question, longer after a
     # hesitation. None: always end_silence_s.
     complete_silence_s: float | None = None
@@ -107,6 +118,7 @@ class Endpointer:
     _last_voice_end: float = field(default=0.0, init=False)
     _last_partial: float = field(default=0.0, init=False)
     _prefinal_for: float | None = field(default=None, init=False)  # the voice end a prefinal was issued for
+    _early_for: float | None = field(default=None, init=False)  # the voice end an early prefinal was issued for
     # (voice end, end silence) from heard(): valid only while the caller stays silent after that voice end.
     _adapted: tuple[float, float] | None = field(default=None, init=False)
 
@@ -114,7 +126,8 @@ class Endpointer:
     def from_settings(cls, s: VoiceSettings, *, window_s: float) -> "Endpointer":
         return cls(threshold=s.vad_threshold, min_speech_s=s.min_speech_s, end_silence_s=s.end_silence_s,
                    max_utterance_s=s.max_utterance_s, partial_interval_s=s.partial_interval_s,
-                   prefinal_silence_s=s.prefinal_silence_s, complete_silence_s=s.end_silence_complete_s,
+                   prefinal_silence_s=s.prefinal_silence_s, early_prefinal_silence_s=s.early_prefinal_silence_s,
+                   complete_silence_s=s.end_silence_complete_s,
                    hesitation_silence_s=s.end_silence_hesitation_s, window_s=window_s)
 
     @property
@@ -167,8 +180,12 @@ class Endpointer:
             self._start, self._last_partial, self._last_voice_end = now, now, now  # still speaking
         elif (self.prefinal_silence_s is not None and now - self._last_voice_end >= self.prefinal_silence_s
               and self._prefinal_for != self._last_voice_end):
-            self._prefinal_for = self._last_voice_end
+            self._prefinal_for = self._early_for = self._last_voice_end  # no early one after it
             events.append(PrefinalDue(self._start, self._last_voice_end, now))
+        elif (self.early_prefinal_silence_s is not None and self._early_for != self._last_voice_end
+              and now - self._last_voice_end >= self.early_prefinal_silence_s):
+            self._early_for = self._last_voice_end
+            events.append(PrefinalDue(self._start, self._last_voice_end, now, early=True))
         elif now - self._last_partial >= self.partial_interval_s and now - self._last_voice_end < self.window_s * 2:
             # Partials only while the caller is actually speaking: in a pause they would repeat the last one.
             self._last_partial = now
@@ -185,6 +202,7 @@ class Endpointer:
 
     def _reset(self) -> None:
         self._prefinal_for = None
+        self._early_for = None
         self._adapted = None
         self._start = None
         self._candidate_start = None
@@ -252,6 +270,7 @@ class PartialRequest:
     # Set for the speculative recognition at the start of a silence: the end of speech it assumes. Worth running
     # even when partials are being skipped, because the final reuses its result.
     speculative_end_s: float | None = None
+    early: bool = False  # the early speculative recognition: run it only while the recognizer is idle
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,11 +320,12 @@ class _SampleBuffer:
 
 
 class _Speculation:
-    __slots__ = ("done", "result")
+    __slots__ = ("done", "result", "early")
 
-    def __init__(self) -> None:
+    def __init__(self, early: bool = False) -> None:
         self.done = threading.Event()
         self.result: Transcript | None = None
+        self.early = early
 
 MAX_FRAME_BYTES = 64 * 1024
 
@@ -333,6 +353,7 @@ class StreamingTranscriber:
         self._speculative: dict[tuple[int, float], _Speculation] = {}
         self._spec_lock = threading.Lock()
         self.reused_finals = 0  # how many finals came from a speculative recognition (for metrics and tests)
+        self.reused_early_finals = 0  # ... of them, from the early one (PrefinalDue.early)
 
     @property
     def stream_s(self) -> float:
@@ -389,7 +410,7 @@ class StreamingTranscriber:
         if isinstance(ev, PrefinalDue):
             # Exactly the audio the final will take if the caller stays silent (same slice, same padding).
             return [PartialRequest(self._slice(ev.start_s, ev.end_s), ev.start_s, ev.now_s, self._utterance,
-                                   speculative_end_s=ev.end_s)]
+                                   speculative_end_s=ev.end_s, early=ev.early)]
         audio = self._slice(ev.start_s, ev.end_s)
         req = FinalRequest(audio, max(0.0, ev.start_s - self.settings.speech_pad_s), ev.end_s, ev.reason,
                            self._utterance)
@@ -418,9 +439,14 @@ class StreamingTranscriber:
         stable, unstable = self._hyp.insert(t.text)
         return PartialTranscript(stable=stable, unstable=unstable, start_s=req.start_s, now_s=req.now_s)
 
+    def speculating(self, req: PartialRequest) -> bool:
+        """Whether the speculative recognition `req` asks for has already been started (by the early one)."""
+        with self._spec_lock:
+            return (req.utterance, req.speculative_end_s) in self._speculative
+
     def _speculate(self, req: PartialRequest) -> PartialTranscript | None:
         key = (req.utterance, req.speculative_end_s)
-        spec = _Speculation()
+        spec = _Speculation(req.early)
         with self._spec_lock:
             if key in self._speculative:
                 return None
@@ -447,6 +473,7 @@ class StreamingTranscriber:
             spec = self._speculative.pop((req.utterance, req.end_s), None)
         if spec is not None and spec.done.wait(timeout=30.0):
             self.reused_finals += 1
+            self.reused_early_finals += int(spec.early)
             t = spec.result
         else:
             t = self._recognize_final(req.audio, req.start_s)

@@ -68,6 +68,19 @@ CLOSE_NORMAL, CLOSE_POLICY, CLOSE_INTERNAL, CLOSE_TRY_AGAIN = 1000, 1008, 1011, 
 STORE_WAIT_S = 2.0  # how long an answer waits for its caller turn to be stored before it goes anyway
 CLEANUP_WAIT_S = 5.0  # how long an ending call waits for its stages to stop before it records the end anyway
 
+
+def speculate_now(*, early: bool, others_pending: int, started: bool) -> bool:
+    """Whether a call starts the speculative recognition of a silence now. Pure.
+
+    The early one (voice settings early_prefinal_silence_s) only while no other recognition is running or queued
+    in the process (this call's own courtesy partial aside): under load it would mostly be wasted on short pauses
+    inside an utterance, and delay other calls' finals. The later one always, unless the early one already started
+    for the same silence (its result is what the final reuses)."""
+    if early:
+        return others_pending <= 0
+    return not started
+
+
 # ------------------------------------------------------------------ messages between the stages
 
 
@@ -81,6 +94,7 @@ class Utterance:
     recognition_s: float  # the wait for the final after the endpoint (0 when the speculative result was ready)
     speculative: bool = False  # the final is the speculative recognition's result, computed during the silence
     number: int = 0  # the utterance's number in the call, as its partials had it (preemptive syntheses are its own)
+    early: bool = False  # ... and that recognition was the early one (voice settings early_prefinal_silence_s)
 
 
 @dataclass(slots=True)
@@ -455,6 +469,10 @@ class CallSession:
         if getattr(request, "speculative_end_s", None) is not None:
             # The speculative recognition at the start of a silence: the final will reuse it, so it runs even
             # while a courtesy partial is still busy (voice/streaming.py, PrefinalDue).
+            own_partial = self._partial_task is not None and not self._partial_task.done()
+            if not speculate_now(early=request.early, others_pending=pool.pending - int(own_partial),
+                                 started=self.pipeline.transcriber.speculating(request)):
+                return
             self._spec_task = asyncio.create_task(self._partial(request, self._utterance))
             return
         if self._partial_task is not None and not self._partial_task.done():
@@ -541,6 +559,7 @@ class CallSession:
             request, speech_end_wall, endpoint_s, number = await self._finals_q.get()
             t0 = self.clock()
             reused_before = getattr(self.pipeline.transcriber, "reused_finals", 0)
+            early_before = getattr(self.pipeline.transcriber, "reused_early_finals", 0)
             try:
                 transcript = await self.ctx.pools.recognition.run(self.pipeline.transcriber.final, request)
             except Overloaded:
@@ -555,8 +574,9 @@ class CallSession:
                 self._busy -= 1  # gated as noise: nothing was said
                 continue
             speculative = getattr(self.pipeline.transcriber, "reused_finals", 0) > reused_before
+            early = getattr(self.pipeline.transcriber, "reused_early_finals", 0) > early_before
             self._dialog_q.put_nowait(Utterance(transcript, speech_end_wall, endpoint_s, recognition_s, speculative,
-                                                number))
+                                                number, early))
 
     # ------------------------------------------------------------------ stage: dialog (routing)
 
@@ -613,7 +633,7 @@ class CallSession:
         timings = {"endpoint_ms": round(utt.endpoint_s * 1000, 1), "asr_ms": round(utt.recognition_s * 1000, 1),
                    "route_ms": round(routing_s * 1000, 1), "encoder_ms": round(encoder_s * 1000, 1),
                    "decoder_ms": round(max(0.0, t.recognition_s - encoder_s) * 1000, 1),
-                   "speculative": 1.0 if utt.speculative else 0.0}
+                   "speculative": 1.0 if utt.speculative else 0.0, "early": 1.0 if utt.early else 0.0}
         # The caller's turn is in the store before the caller hears an answer to it (a write takes milliseconds
         # and ran while routing decided): a crash after the answer never loses the turn it answered.
         t1 = self.clock()

@@ -107,7 +107,7 @@ def load_questions(*, synthesize: bool = True, out: Any = sys.stderr) -> tuple[l
 
 
 # The server's `timings` keys in pipeline order ("response_ms" is its own end-to-end figure, printed last).
-FLAG_TIMINGS = frozenset({"speculative", "preempted"})  # per-turn flags among the server's timings
+FLAG_TIMINGS = frozenset({"speculative", "early", "preempted"})  # per-turn flags among the server's timings
 STAGE_ORDER = ("endpoint_ms", "asr_ms", "route_ms", "store_ms", "tts_first_chunk_ms", "synthesis_ms", "response_ms")
 
 
