@@ -227,13 +227,13 @@ def test_speculation_settings_are_refused_when_their_audio_could_not_match_the_f
 
     from voice.settings import VoiceSettings
 
-    VoiceSettings(early_prefinal_silence_s=None)
+    VoiceSettings(speech_pad_s=0.15, early_prefinal_silence_s=0.15)
     with pytest.raises(ValidationError, match="early_prefinal_silence_s"):
         VoiceSettings(speech_pad_s=0.2, early_prefinal_silence_s=0.15)  # less trailing audio than the final's
     with pytest.raises(ValidationError, match="early_prefinal_silence_s"):
-        VoiceSettings(early_prefinal_silence_s=0.3)  # after the later one
+        VoiceSettings(speech_pad_s=0.15, early_prefinal_silence_s=0.3)  # after the later one
     with pytest.raises(ValidationError, match="early_prefinal_silence_s"):
-        VoiceSettings(prefinal_silence_s=None)
+        VoiceSettings(speech_pad_s=0.15, early_prefinal_silence_s=0.15, prefinal_silence_s=None)
 
 
 @pytest.mark.model
